@@ -1,0 +1,34 @@
+"""`fab sandbox.up / sandbox.down / sandbox.list`: the sandbox's task namespace (a few lines each)."""
+from invoke import Collection
+
+from deploy.cli import kit_task, say
+from deploy.sandbox import manager
+
+
+@kit_task(help={"name": "host name (default: next free fsN), ^[a-z][a-z0-9-]{0,15}$"})
+def up(c, name=None):
+    """Start a throwaway Debian 12 host (systemd-nspawn) and print how to reach it."""
+    host = manager.up(name, log=say)
+    say(f"{host.name} is up at {host.address} (user {host.user}, key {host.key_path})")
+    say(f"  ssh -F {host.ssh_config} {host.name}")
+    say(f"  fab -S {host.ssh_config} -H {host.name} setup deploy")
+
+
+@kit_task(help={"name": "host to remove (default: all sandbox hosts)"})
+def down(c, name=None):
+    """Stop and remove one sandbox host, or all of them."""
+    removed = manager.down(name)
+    say(f"removed {', '.join(removed)}" if removed else "no sandbox hosts to remove")
+
+
+@kit_task(name="list")
+def list_(c):
+    """One line per sandbox host: name, address, state."""
+    hosts = manager.host_states()
+    if not hosts:
+        say("no sandbox hosts (start one: fab sandbox.up)")
+    for host, status in hosts:
+        say(f"{host.name:<17} {host.address:<13} {status}")
+
+
+sandbox = Collection("sandbox", up, down, list_)
