@@ -50,7 +50,7 @@ CUSTOMIZE_HOOKS = (
     # the container console is read-only: a getty there only fails
     'ln -sf /dev/null "$1"/etc/systemd/system/console-getty.service',
     'rm -f "$1"/var/cache/apt/archives/*.deb',
-    'chroot "$1" env -u APT_CONFIG apt-get install --download-only --yes ' + " ".join(PREDOWNLOAD),
+    'chroot "$1" env -u APT_CONFIG apt-get install --download-only --yes -o APT::Install-Recommends=true ' + " ".join(PREDOWNLOAD),
     'rm -f "$1"/var/cache/apt/*.bin',
 )
 RECIPE_VERSION = 1  # bump when the build procedure changes in a way the data above doesn't show

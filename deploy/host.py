@@ -1,0 +1,136 @@
+"""The thin runner: sends scripts built elsewhere to one server over a Fabric Connection.
+
+Scripts run as root: directly when connected as root, else through `sudo -n` (or Fabric's
+sudo with --prompt-for-sudo-password). SSH and sudo failures become one-line KitErrors;
+`::step NAME TIME` lines in a script's output time its steps, `::error MESSAGE` lines
+become the error a failed script reports.
+"""
+from __future__ import annotations
+
+import io
+import socket
+import time
+from dataclasses import dataclass, field
+
+import paramiko
+from invoke.exceptions import UnexpectedExit
+
+from deploy.errors import KitError
+from deploy.shell import q
+
+
+def root_command(script: str, as_root: bool) -> str:
+    """The command line that runs `script` with bash as root."""
+    cmd = f"bash -c {q(script)}"
+    return cmd if as_root else f"sudo -n -H -- {cmd}"
+
+
+@dataclass
+class Outcome:
+    """What a script printed, split into its step timings and plain output lines."""
+
+    ok: bool
+    code: int
+    lines: list[str] = field(default_factory=list)
+    steps: list[tuple[str, float]] = field(default_factory=list)
+    error: str | None = None
+    stderr: str = ""
+
+
+def parse_output(stdout: str, stderr: str, code: int, started: float) -> Outcome:
+    lines, steps, error = [], [], None
+    marks: list[tuple[str, float]] = []
+    for line in stdout.splitlines():
+        if line.startswith("::step "):
+            _, name, ts = line.split(" ", 2)
+            marks.append((name, float(ts)))
+        elif line.startswith("::error "):
+            error = line[len("::error "):]
+        else:
+            lines.append(line)
+    for (name, ts), nxt in zip(marks, marks[1:] + [("end", time.time())]):
+        steps.append((name, max(0.0, nxt[1] - ts)))
+    return Outcome(code == 0, code, lines, steps, error, stderr)
+
+
+class Remote:
+    """One host: connect with clear errors, run root scripts, upload bytes."""
+
+    def __init__(self, conn, label: str | None = None):
+        self.conn = conn
+        self.label = label or conn.original_host
+
+    @property
+    def as_root(self) -> bool:
+        return self.conn.user == "root"
+
+    def connect(self) -> None:
+        host, port, user = self.conn.host, self.conn.port, self.conn.user
+        try:
+            self.conn.open()
+        except paramiko.BadHostKeyException as e:
+            raise KitError(f"{self.label}: the host key changed ({e})",
+                           "check the server, then `fab -H HOST trust`") from None
+        except paramiko.AuthenticationException:
+            raise KitError(f"{self.label}: SSH refused the key for user {user}",
+                           "pass the right key with -i KEY or set IdentityFile in ~/.ssh/config") from None
+        except socket.gaierror:
+            raise KitError(f"{self.label}: cannot resolve host name {host}",
+                           "check the name in -H or ~/.ssh/config") from None
+        except KitError:
+            raise
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise KitError(f"{self.label}: cannot connect to {host}:{port} ({reason})",
+                           "check the address and that sshd is running there") from None
+
+    def run(self, script: str, *, stream: bool = False, stdin: str | None = None) -> Outcome:
+        """Run a bash script as root; never raises for a non-zero exit (see Outcome)."""
+        self.connect()
+        started = time.time()
+        kwargs = dict(hide=not stream, warn=True, in_stream=io.StringIO(stdin) if stdin else False)
+        sudo_password = self.conn.config.get("sudo", {}).get("password")
+        try:
+            if self.as_root or not sudo_password:
+                result = self.conn.run(root_command(script, self.as_root), pty=False, **kwargs)
+            else:
+                result = self.conn.sudo(f"bash -c {q(script)}", **kwargs)
+        except UnexpectedExit as e:  # only reached if warn is overridden by config
+            result = e.result
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            raise KitError(f"{self.label}: the connection was lost ({e})",
+                           "check the network and run the task again") from None
+        self._check_sudo(result)
+        return parse_output(result.stdout, result.stderr, result.exited, started)
+
+    def must(self, script: str, what: str, **kw) -> Outcome:
+        """Run a script and turn failure into a KitError naming `what` failed and why."""
+        out = self.run(script, **kw)
+        if not out.ok:
+            raise KitError(f"{self.label}: {what} failed: {self.reason(out)}",
+                           "read the lines above; fix and run again")
+        return out
+
+    @staticmethod
+    def reason(out: Outcome) -> str:
+        if out.error:
+            return out.error
+        tail = [l for l in (out.stderr.splitlines() + out.lines) if l.strip()]
+        return f"exit {out.code}: {tail[-1].strip() if tail else 'no output'}"
+
+    def _check_sudo(self, result) -> None:
+        err = result.stderr or ""
+        if result.exited != 0 and err.startswith("sudo:"):
+            if "password" in err:
+                raise KitError(f"{self.label}: user {self.conn.user} cannot sudo without a password",
+                               "allow NOPASSWD sudo for it or run fab with --prompt-for-sudo-password")
+            raise KitError(f"{self.label}: user {self.conn.user} cannot use sudo ({err.strip()})",
+                           "connect as root or as a user with sudo rights")
+
+    def put_bytes(self, data: bytes, path: str) -> None:
+        self.connect()
+        try:
+            self.conn.put(io.BytesIO(data), path)
+        except (paramiko.SSHException, OSError) as e:
+            raise KitError(f"{self.label}: upload to {path} failed ({e})",
+                           "check free disk space in /tmp on the server") from None

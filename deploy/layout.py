@@ -1,0 +1,76 @@
+"""Where things live on the server, derived from Settings: one place for every remote path.
+
+    /srv/<app>/releases/<id>/      the code of one release (root-owned, read-only to the app)
+    /srv/<app>/releases/<id>/.venv -> ../../venvs/<requirements hash>
+    /srv/<app>/venvs/<hash>/       virtualenvs, shared by releases with the same requirements
+    /srv/<app>/current -> releases/<id>
+    /srv/<app>/shared/env          the app's environment (secrets), root:<app> 0640
+    /srv/<app>/.kit/               the kit's own state: deploy lock, deploy log
+"""
+from __future__ import annotations
+
+from deploy.settings import Settings
+
+
+def releases_dir(s: Settings) -> str:
+    return f"{s.root}/releases"
+
+
+def release_dir(s: Settings, release: str) -> str:
+    return f"{s.root}/releases/{release}"
+
+
+def venvs_dir(s: Settings) -> str:
+    return f"{s.root}/venvs"
+
+
+def venv_dir(s: Settings, req_hash: str) -> str:
+    return f"{s.root}/venvs/{req_hash}"
+
+
+def current_link(s: Settings) -> str:
+    return f"{s.root}/current"
+
+
+def shared_dir(s: Settings) -> str:
+    return f"{s.root}/shared"
+
+
+def env_file(s: Settings) -> str:
+    return f"{s.root}/shared/env"
+
+
+def kit_dir(s: Settings) -> str:
+    return f"{s.root}/.kit"
+
+
+def lock_dir(s: Settings) -> str:
+    return f"{s.root}/.kit/lock"
+
+
+def deploy_log(s: Settings) -> str:
+    return f"{s.root}/.kit/deploys.log"
+
+
+def socket_path(s: Settings) -> str:
+    return f"/run/{s.app_name}.sock"
+
+
+def unit_path(s: Settings, kind: str) -> str:
+    """kind: 'service' or 'socket'."""
+    return f"/etc/systemd/system/{s.app_name}.{kind}"
+
+
+def nginx_site(s: Settings) -> str:
+    return f"/etc/nginx/sites-available/{s.app_name}.conf"
+
+
+def nginx_enabled(s: Settings) -> str:
+    return f"/etc/nginx/sites-enabled/{s.app_name}.conf"
+
+
+NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+
+
+def supervisor_conf(s: Settings) -> str:
+    return f"/etc/supervisor/conf.d/{s.app_name}.conf"

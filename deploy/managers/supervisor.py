@@ -1,0 +1,88 @@
+"""gunicorn under supervisord (Debian's package, itself run by systemd).
+
+gunicorn binds the app's unix socket itself; reload is `supervisorctl signal HUP`, which
+starts new workers on the current release without closing the socket.
+"""
+from __future__ import annotations
+
+from deploy import facts, layout, templates
+from deploy.managers import ManagedFile
+from deploy.shell import q
+
+NAME = "supervisor"
+
+
+def files(s) -> list[ManagedFile]:
+    return [ManagedFile(layout.supervisor_conf(s), templates.render("supervisor/app.conf.j2", s))]
+
+
+def verify(s, staged: list[str]) -> str:
+    """Parse the staged program file with Python's configparser (supervisor's own format)."""
+    checks = "; ".join(
+        f"c=configparser.RawConfigParser(); c.read_file(open({p!r})); "
+        f"assert c.has_section('program:{s.app_name}')" for p in staged)
+    return (f"python3 -c {q('import configparser; ' + checks)} 2>/tmp/kit-verify.log || "
+            "{ tail -n 3 /tmp/kit-verify.log; echo '::error the supervisor program file does not parse'; exit 1; }")
+
+
+def probes(s):
+    return [facts.enabled("supervisor"), facts.active("supervisor")]
+
+
+def activate(s, f, changed: set[str]) -> list[str]:
+    lines = []
+    if f.get("enabled:supervisor") != "enabled":
+        lines.append("systemctl enable -q supervisor")
+    if f.get("active:supervisor") != "active":
+        lines.append("systemctl start supervisor")
+        lines.append("for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && break; sleep 0.1; done")
+    if changed:
+        # www-data (nginx) reaches gunicorn's socket through the app's group.
+        lines.append(f"usermod -a -G {q(s.app_user)} www-data && systemctl reload-or-restart nginx")
+        lines.append("supervisorctl reread >/dev/null && supervisorctl update >/dev/null")
+    return lines
+
+
+def _ctl(s, verb: str) -> str:
+    return f"supervisorctl {verb} {s.app_name}"
+
+
+def start(s) -> str:
+    return f"supervisorctl start {s.app_name} >/dev/null"
+
+
+def reload(s) -> str:
+    return f"supervisorctl signal HUP {s.app_name} >/dev/null"
+
+
+def restart(s) -> str:
+    return f"supervisorctl restart {s.app_name} >/dev/null"
+
+
+def is_active(s) -> str:
+    return f"supervisorctl status {s.app_name} 2>/dev/null | grep -q RUNNING"
+
+
+def main_pid(s) -> str:
+    return f"supervisorctl pid {s.app_name}"
+
+
+def status(s) -> str:
+    return f"supervisorctl status {s.app_name}"
+
+
+def logs(s, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
+    path = q(f"/var/log/supervisor/{s.app_name}.log")
+    return f"tail -n {int(lines)}{' -F' if follow else ''} {path}"
+
+
+def remove(s) -> list[str]:
+    return [
+        f"supervisorctl stop {s.app_name} >/dev/null 2>&1 || true",
+        f"rm -f {q(layout.supervisor_conf(s))}",
+        "supervisorctl reread >/dev/null 2>&1 && supervisorctl update >/dev/null 2>&1 || true",
+    ]
+
+
+def installed_probe(s):
+    return facts.exists(layout.supervisor_conf(s))

@@ -1,0 +1,226 @@
+"""Every setting of the kit: its type, default and one-line doc, validated once before any SSH.
+
+Settings come from Fabric's own configuration under the `flasksample:` key (project
+`fabric.yaml`, `~/.fabric.yaml`, `FABRIC_FLASKSAMPLE_*` env vars), with per-host overrides
+under `flasksample.hosts.<host>:` (the host as given to `-H`, or its address). Nothing else
+reads configuration: tasks call `load(c)` and pass the resulting `Settings` on.
+
+    # fabric.yaml
+    flasksample:
+      domains: [example.org, www.example.org]
+      workers: 3
+      hosts:
+        web2.example.org: {workers: 5}
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from deploy.errors import KitError
+
+NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+WSGI_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DOMAIN_RE = re.compile(r"^(_|\*?[A-Za-z0-9.-]+)$")
+SIZE_RE = re.compile(r"^\d+[kKmMgG]?$")
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def doc(text: str, default, **kw):
+    """A dataclass field with its one-line documentation attached."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"doc": text}, **kw)
+    return field(default=default, metadata={"doc": text}, **kw)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The kit's settings for one host. Defaults here are the documentation."""
+
+    app_name: str = doc("service, user and directory name on the server", "flasksample")
+    app_dir: str = doc("local directory shipped as a release (relative to the project)", "app")
+    wsgi: str = doc("WSGI entry point, module:attribute inside app_dir", "serve:app")
+    requirements: str = doc("requirements file inside app_dir, installed into the venv",
+                            "requirements.txt")
+    domains: list = doc("nginx server_name values; '_' answers any name", ["_"])
+    workers: int = doc("gunicorn workers; 0 keeps gunicorn.conf.py's (2 x cores + 1)", 0)
+    process_manager: str = doc("who supervises gunicorn: 'systemd' or 'supervisor'", "systemd")
+    keep_releases: int = doc("releases kept on the server (current and previous always)", 5)
+    base_dir: str = doc("where releases live on the server; '' means /srv/<app_name>", "")
+    health_path: str = doc("path that must answer 200 before a release takes traffic",
+                           "/healthz")
+    health_timeout: int = doc("seconds a new release gets to answer its health check", 20)
+    static_url: str = doc("URL prefix nginx serves from the release's static_dir", "/static/")
+    static_dir: str = doc("directory inside the release holding static files", "static")
+    client_max_body_size: str = doc("largest request body nginx accepts (nginx size)", "10m")
+    proxy_timeout: int = doc("seconds nginx waits for gunicorn to answer", 60)
+    env: dict = doc("non-secret environment for the app (secrets: `fab env.set`)", {})
+    python: str = doc("interpreter used to create the venv on the server", "python3")
+    host_key_policy: str = doc("'strict' (refuse unknown keys) or 'accept-new' (as OpenSSH)",
+                               "strict")
+    switch_batch: int = doc("hosts switched at once in a multi-host deploy; 0 = all together",
+                            0)
+
+    # -- derived values ---------------------------------------------------------------------
+    @property
+    def root(self) -> str:
+        return self.base_dir or f"/srv/{self.app_name}"
+
+    @property
+    def app_user(self) -> str:
+        return self.app_name
+
+    @property
+    def wsgi_module(self) -> str:
+        return self.wsgi.split(":")[0]
+
+    @property
+    def local_app_dir(self) -> Path:
+        return (PROJECT_ROOT / self.app_dir).resolve()
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+PER_HOST_KEY = "hosts"
+
+
+def describe() -> list[tuple[str, object, str]]:
+    """(name, default, doc) for every setting, for `fab settings` and the README."""
+    out = []
+    for f in dataclasses.fields(Settings):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        out.append((f.name, default, f.metadata["doc"]))
+    return out
+
+
+def _unknown(name: str, where: str) -> KitError:
+    close = difflib.get_close_matches(name, list(FIELDS), n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "see `fab settings` for the valid names"
+    return KitError(f"unknown setting '{name}' in {where}", hint)
+
+
+def _coerce(name: str, value, where: str):
+    """Check one value's type; env vars and CLI give strings, so numeric strings are accepted."""
+    f = FIELDS[name]
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    expected = type(default)
+    bad = KitError(
+        f"setting '{name}' in {where} must be {expected.__name__}, got {value!r}",
+        f"set {name}: {default!r} style value in fabric.yaml",
+    )
+    if expected is int:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+        if not isinstance(value, int):
+            raise bad
+        return value
+    if expected is list:
+        if isinstance(value, str):
+            return [v for v in re.split(r"[,\s]+", value) if v]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+            raise bad
+        return list(value)
+    if expected is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return {str(k): str(v) for k, v in value.items()}
+    if not isinstance(value, str):
+        raise bad
+    return value
+
+
+def _check(s: Settings, where: str) -> None:
+    """Value rules that types alone do not catch."""
+
+    def fail(name, problem, fix):
+        raise KitError(f"setting '{name}' in {where} {problem}", fix)
+
+    if not NAME_RE.match(s.app_name):
+        fail("app_name", f"is {s.app_name!r}, not a valid service/user name",
+             "use lowercase letters, digits, '-' or '_', starting with a letter (max 32)")
+    if not WSGI_RE.match(s.wsgi):
+        fail("wsgi", f"is {s.wsgi!r}, not module:attribute", "write it like serve:app")
+    if s.process_manager not in ("systemd", "supervisor"):
+        fail("process_manager", f"is {s.process_manager!r}", "use 'systemd' or 'supervisor'")
+    if s.host_key_policy not in ("strict", "accept-new"):
+        fail("host_key_policy", f"is {s.host_key_policy!r}", "use 'strict' or 'accept-new'")
+    if s.workers < 0 or s.workers > 64:
+        fail("workers", f"is {s.workers}", "use 0 (automatic) or a count from 1 to 64")
+    if s.keep_releases < 2:
+        fail("keep_releases", f"is {s.keep_releases}",
+             "keep at least 2 so the previous release stays for rollback")
+    if s.health_timeout < 1 or s.proxy_timeout < 1:
+        fail("health_timeout", "and proxy_timeout must be at least 1 second", "raise them")
+    if s.switch_batch < 0:
+        fail("switch_batch", f"is {s.switch_batch}", "use 0 (all at once) or a host count")
+    if not s.domains or not all(DOMAIN_RE.match(d) for d in s.domains):
+        fail("domains", f"is {s.domains!r}", "list host names like [example.org] or ['_']")
+    if not SIZE_RE.match(s.client_max_body_size):
+        fail("client_max_body_size", f"is {s.client_max_body_size!r}", "use an nginx size like 10m")
+    if s.base_dir and not PurePosixPath(s.base_dir).is_absolute():
+        fail("base_dir", f"is {s.base_dir!r}, not an absolute path", "use e.g. /srv/myapp")
+    if not s.health_path.startswith("/") or not s.static_url.startswith("/"):
+        fail("health_path", "and static_url must start with '/'", "write e.g. /healthz")
+    for key in s.env:
+        if not ENV_NAME_RE.match(key):
+            fail("env", f"has a bad variable name {key!r}", "use letters, digits and '_'")
+    app_dir = s.local_app_dir
+    if not app_dir.is_dir():
+        fail("app_dir", f"is {s.app_dir!r}, which is not a directory here",
+             "point it at the directory holding your Flask app")
+    module_file = app_dir / (s.wsgi_module.replace(".", "/") + ".py")
+    package_init = app_dir / s.wsgi_module.replace(".", "/") / "__init__.py"
+    if not module_file.is_file() and not package_init.is_file():
+        fail("wsgi", f"names module '{s.wsgi_module}', but {module_file} does not exist",
+             "set wsgi to module:attribute of a module inside app_dir")
+    if not (app_dir / "gunicorn.conf.py").is_file():
+        fail("app_dir", f"has no gunicorn.conf.py in {app_dir}",
+             "copy app/gunicorn.conf.py from the kit next to your WSGI module")
+    if not (app_dir / s.requirements).is_file():
+        fail("requirements", f"is {s.requirements!r}, missing in {app_dir}",
+             "add a pinned requirements.txt (it must list gunicorn)")
+
+
+def build(raw: dict | None, host: str | None = None, where: str = "fabric.yaml") -> Settings:
+    """Validate a raw `flasksample` mapping (plus the per-host override for `host`)."""
+    raw = dict(raw or {})
+    per_host = raw.pop(PER_HOST_KEY, None) or {}
+    if not isinstance(per_host, dict):
+        raise KitError(f"'flasksample.hosts' in {where} must map host names to settings",
+                       "write hosts: {web1: {workers: 2}}")
+    values = {}
+    for layer, layer_where in ((raw, where), (per_host.get(host) or {}, f"{where} hosts.{host}")):
+        if not isinstance(layer, dict):
+            raise KitError(f"'{layer_where}' must be a mapping of settings", "fix its indentation")
+        for name, value in layer.items():
+            if name not in FIELDS:
+                raise _unknown(name, layer_where)
+            values[name] = _coerce(name, value, layer_where)
+    settings = Settings(**values)
+    _check(settings, where)
+    return settings
+
+
+def load(config, host: str | None = None) -> Settings:
+    """Settings from a Fabric/Invoke config object (`c.config`), for one host."""
+    raw = config.get("flasksample", None) if hasattr(config, "get") else None
+    if raw is not None and not hasattr(raw, "items"):
+        raise KitError("'flasksample' in fabric.yaml must be a mapping of settings",
+                       "write flasksample: followed by indented name: value lines")
+    plain = _plain(raw) if raw is not None else {}
+    return build(plain, host=host)
+
+
+def _plain(value):
+    """Invoke's DataProxy → plain dicts/lists, so validation sees ordinary types."""
+    if hasattr(value, "items"):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

@@ -1,0 +1,31 @@
+"""Setup steps: each reads facts, compares them with the wanted state, and plans only the diff.
+
+A step is an object with `name`, `probes(s)` (the facts it needs) and `plan(s, facts)`,
+which returns a `Change`: an empty `lines` list means "unchanged". `ordered(s)` is the list
+`fab setup` runs, in order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Change:
+    """What a step would do: `lines` to run (none = unchanged) and a short human summary."""
+
+    step: str
+    summary: str = "unchanged"
+    lines: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.lines)
+
+
+def ordered(s):
+    """The setup steps for these settings, in the order they must run."""
+    from deploy.managers import manager_for
+    from deploy.steps import account, packages, site, units
+
+    return [packages.Packages(), account.AppUser(), account.Directories(),
+            units.ProcessManagerFiles(manager_for(s)), site.NginxSite()]

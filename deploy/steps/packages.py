@@ -1,0 +1,33 @@
+"""Setup step: the Debian packages an app host needs (installed only when missing)."""
+from __future__ import annotations
+
+from deploy import facts
+from deploy.steps import Change
+
+BASE_PACKAGES = ["nginx", "python3-venv", "curl"]
+
+
+def wanted(s) -> list[str]:
+    extra = ["supervisor"] if s.process_manager == "supervisor" else []
+    return BASE_PACKAGES + extra
+
+
+def install_line(names: list[str]) -> str:
+    """apt-get install, refreshing the package lists once if the first attempt fails."""
+    args = " ".join(names)
+    install = f"apt-get install -y -q --no-install-recommends {args}"
+    return f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >/tmp/kit-apt.log 2>&1 " \
+           f"|| {{ tail -n 5 /tmp/kit-apt.log; echo '::error apt-get install {args} failed'; exit 1; }}"
+
+
+class Packages:
+    name = "packages"
+
+    def probes(self, s):
+        return [facts.pkg(p) for p in wanted(s)]
+
+    def plan(self, s, f) -> Change:
+        missing = [p for p in wanted(s) if f.get(f"pkg:{p}") != "installed"]
+        if not missing:
+            return Change(self.name)
+        return Change(self.name, "install " + " ".join(missing), [install_line(missing)])

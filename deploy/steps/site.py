@@ -1,0 +1,61 @@
+"""Setup step: the nginx site for the app, gated by `nginx -t`.
+
+The new config is put in place, `nginx -t` checks the whole configuration, and on failure
+the previous files are put back before nginx is touched, so nginx keeps serving.
+"""
+from __future__ import annotations
+
+from deploy import facts, layout, templates
+from deploy.shell import q, write_file
+from deploy.steps import Change
+from deploy.steps.units import sha256
+
+
+def site_content(s) -> str:
+    return templates.render("nginx/site.conf.j2", s)
+
+
+def apply_lines(s, content: str) -> list[str]:
+    """Swap in the site (keeping a backup), test, and restore everything if the test fails."""
+    site, enabled = q(layout.nginx_site(s)), q(layout.nginx_enabled(s))
+    default = q(layout.NGINX_DEFAULT_SITE)
+    return [
+        "rm -rf /tmp/kit-nginx-backup && mkdir -p /tmp/kit-nginx-backup",
+        f"cp -a {site} {enabled} {default} /tmp/kit-nginx-backup/ 2>/dev/null || true",
+        write_file(layout.nginx_site(s), content),
+        f"ln -sfn {site} {enabled}",
+        f"rm -f {default}",
+        "if ! nginx -t >/tmp/kit-nginx-test.log 2>&1; then "
+        f"rm -f {site} {enabled}; "
+        f"cp -a /tmp/kit-nginx-backup/{layout.nginx_site(s).rsplit('/', 1)[1]} {site} 2>/dev/null || true; "
+        f"cp -a /tmp/kit-nginx-backup/{layout.nginx_enabled(s).rsplit('/', 1)[1]} {enabled} 2>/dev/null || true; "
+        f"cp -a /tmp/kit-nginx-backup/default {default} 2>/dev/null || true; "
+        "grep -E 'emerg|error' /tmp/kit-nginx-test.log | head -n 3; "
+        "echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi",
+        "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi",
+    ]
+
+
+class NginxSite:
+    name = "nginx-site"
+
+    def probes(self, s):
+        return [facts.sha(layout.nginx_site(s)), facts.link(layout.nginx_enabled(s)),
+                facts.exists(layout.NGINX_DEFAULT_SITE), facts.enabled("nginx"),
+                facts.active("nginx")]
+
+    def plan(self, s, f) -> Change:
+        content = site_content(s)
+        lines, what = [], []
+        if (f.get(f"sha:{layout.nginx_site(s)}") != sha256(content)
+                or f.get(f"link:{layout.nginx_enabled(s)}") != layout.nginx_site(s)
+                or f.get(f"exists:{layout.NGINX_DEFAULT_SITE}") == "yes"):
+            lines += apply_lines(s, content)
+            what.append(f"write {layout.nginx_site(s)}, enable it, remove the default site")
+        elif f.get("active:nginx") != "active":
+            lines.append("systemctl start nginx")
+            what.append("start nginx")
+        if f.get("enabled:nginx") != "enabled":
+            lines.append("systemctl enable -q nginx")
+            what.append("enable nginx")
+        return Change(self.name, ", ".join(what), lines) if lines else Change(self.name)

@@ -1,0 +1,42 @@
+"""Renders the templates under systemd/, supervisor/ and nginx/ for a given Settings.
+
+Templates are plain Jinja2 files that read like the config they become; this module only
+supplies the values (StrictUndefined: a missing value is an error, never an empty string).
+"""
+from __future__ import annotations
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+from deploy import layout
+from deploy.settings import PROJECT_ROOT, Settings
+
+_env = Environment(
+    loader=FileSystemLoader(str(PROJECT_ROOT)),
+    undefined=StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+MANAGED = "Managed by flasksample (fab setup); local edits are overwritten."
+
+
+def context(s: Settings) -> dict:
+    """The values every template may use."""
+    return {
+        "s": s,
+        "managed": MANAGED,
+        "app": s.app_name,
+        "user": s.app_user,
+        "root": s.root,
+        "wsgi": s.wsgi,
+        "workers": s.workers,
+        "domains": s.domains,
+        "socket_path": layout.socket_path(s),
+        "env_file": layout.env_file(s),
+    }
+
+
+def render(template: str, s: Settings) -> str:
+    """Render one template (path relative to the project, e.g. 'nginx/site.conf.j2')."""
+    return _env.get_template(template).render(context(s))
