@@ -19,7 +19,7 @@ from pathlib import Path
 from deploy.sandbox import network, paths
 from deploy.sandbox.state import pid_alive
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
+NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,15}")
 CGROUP_PREFIX = "flasksample-sandbox-"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/10-flasksample-sandbox.conf"
 NSPAWN_LOCKS = ("/var/lib/machines/.#{name}.lck", "/run/systemd/nspawn/propagate/{name}",
@@ -30,7 +30,7 @@ _children: dict[str, subprocess.Popen] = {}
 
 
 def valid_name(name: str) -> bool:
-    return bool(NAME_RE.match(name))
+    return bool(NAME_RE.fullmatch(name))
 
 
 def next_free_name(taken: set[str], prefix: str = "fs") -> str:
@@ -94,6 +94,14 @@ def cgroup_roots() -> list[Path]:
 
 def cgroup_dirs(name: str, roots: list[Path]) -> list[Path]:
     return [root / f"{CGROUP_PREFIX}{name}" for root in roots]
+
+
+def existing_cgroup_names() -> set[str]:
+    """Names of every host cgroup (ours or left over) in the machine's hierarchies."""
+    names = set()
+    for root in cgroup_roots():
+        names |= {p.name[len(CGROUP_PREFIX):] for p in root.glob(CGROUP_PREFIX + "*")}
+    return names
 
 
 def nspawn_argv(name: str, root: str) -> list[str]:

@@ -29,8 +29,8 @@ INSTALL_HINT = ("apt-get install systemd-container mmdebstrap zstd iptables ipro
 BOOT_TIMEOUT = 90.0
 
 
-def missing_tools(which=shutil.which) -> list[str]:
-    return [tool for tool in REQUIRED_TOOLS if which(tool) is None]
+def missing_tools() -> list[str]:
+    return [tool for tool in REQUIRED_TOOLS if shutil.which(tool) is None]
 
 
 def check_machine() -> None:
@@ -76,7 +76,7 @@ def _refresh_ssh_files(records: list[dict]) -> None:
         [(r["name"], r["index"], r["hostkey"]) for r in live]))
 
 
-def _nat_up_if_first(records: list[dict]) -> None:
+def _nat_up_if_first() -> None:
     if not paths.ip_forward_saved().exists():
         paths.ip_forward_saved().write_text(network.read_ip_forward() + "\n")
     network.write_ip_forward("1")
@@ -84,7 +84,8 @@ def _nat_up_if_first(records: list[dict]) -> None:
 
 
 def _nat_down_if_last() -> None:
-    if any(r for r in state.read_records()):
+    """Remove NAT and restore ip_forward once no sandbox netns is left (from any state dir)."""
+    if state.read_records() or network.existing_netns():
         return
     network.nat_down()
     saved = paths.ip_forward_saved()
@@ -93,16 +94,34 @@ def _nat_down_if_last() -> None:
         saved.unlink()
 
 
+def _prune_images(keep: str) -> None:
+    """Delete unpacked images of older recipes that no host uses (lock held by caller)."""
+    used = {r.get("image") for r in state.read_records()} | {keep}
+    base = paths.images_dir()
+    for d in base.iterdir() if base.is_dir() else []:
+        if d.is_dir() and d.name not in used:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 def _allocate(name: str | None) -> dict:
     """Pick name and index and create the host dir with its record (lock held by caller)."""
     records = state.read_records()
-    taken = {r["name"] for r in records}
+    # names/indexes whose netns, veth or cgroup exist outside our records (another state dir,
+    # a crash) are taken too: we must never adopt, or later delete, what we did not create
+    busy_names = {n for n in network.existing_netns()} | machine.existing_cgroup_names()
+    taken = {r["name"] for r in records} | busy_names
     if name is None:
         name = machine.next_free_name(taken)
     elif name in taken:
+        if name in busy_names and name not in {r["name"] for r in records}:
+            raise KitError(f"sandbox host {name} has leftovers from elsewhere (netns "
+                           f"{network.netns_name(name)} or cgroup {machine.CGROUP_PREFIX}{name})",
+                           f"pick another --name, or remove them by hand (ip netns delete "
+                           f"{network.netns_name(name)})")
         raise KitError(f"sandbox host {name} already exists",
                        f"use another --name, or remove it first: fab sandbox.down --name {name}")
-    index = network.next_free_index({r["index"] for r in records if r.get("index")})
+    used = {r["index"] for r in records if r.get("index")} | network.existing_veth_indexes()
+    index = network.next_free_index(used)
     if index is None:
         raise KitError("all 254 sandbox addresses are in use", "fab sandbox.down")
     paths.host_dir(name).mkdir(parents=True)
@@ -125,7 +144,8 @@ def up(name: str | None = None, log=lambda msg: None) -> SandboxHost:
     with file_lock(paths.lock_file()):
         sshfiles.ensure_key()
         record = _allocate(name)
-        _nat_up_if_first(state.read_records())
+        _nat_up_if_first()
+        _prune_images(keep=record["image"])
     name, index = record["name"], record["index"]
     host = state.host_from_record(record)
     try:

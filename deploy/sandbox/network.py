@@ -5,6 +5,7 @@ Host N gets netns `sbx-<name>`, host side veth `sbxN` = 10.231.N.1/24, container
 machines whose FORWARD policy is DROP) covers 10.231.0.0/16; it and ip_forward exist only while
 at least one host does. The builders return argv lists; `run` is the only thing that executes.
 """
+import os
 import subprocess
 
 SUBNET = "10.231.0.0/16"
@@ -85,6 +86,23 @@ def iptables_argv(action: str, rule: list[str]) -> list[str]:
     """`iptables -t T -<action> CHAIN …` for one rule from nat_rules(); action is C, I or D."""
     table_flag, table, chain, *match = rule
     return ["iptables", "-w", table_flag, table, f"-{action}", chain, *match]
+
+
+def existing_netns() -> set[str]:
+    """Host names of every sandbox netns on the machine (`sbx-NAME` under /run/netns)."""
+    try:
+        return {n[len("sbx-"):] for n in os.listdir("/run/netns") if n.startswith("sbx-")}
+    except FileNotFoundError:
+        return set()
+
+
+def existing_veth_indexes() -> set[int]:
+    """Indexes N of every `sbxN` link on the machine."""
+    found = set()
+    for link in os.listdir("/sys/class/net"):
+        if link.startswith("sbx") and link[3:].isdigit():
+            found.add(int(link[3:]))
+    return found
 
 
 def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:

@@ -54,5 +54,6 @@ def known_hosts_path() -> Path:
 
 
 def ip_forward_saved() -> Path:
-    """The value net.ipv4.ip_forward had before the first host came up (restored after the last)."""
-    return state_dir() / "ip_forward.orig"
+    """The value net.ipv4.ip_forward had before the first host came up (restored after the last).
+    Machine-wide and on tmpfs, like ip_forward itself: a reboot resets both."""
+    return Path("/run/flasksample-sandbox.ip_forward")
