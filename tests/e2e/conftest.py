@@ -1,0 +1,186 @@
+"""Fixtures for end-to-end tests on real sandbox hosts (systemd-nspawn, needs root).
+
+Every test here is marked `e2e`. Without root or systemd-nspawn they are skipped — unless
+CI=true or FLASKSAMPLE_REQUIRE_E2E=1, where missing prerequisites fail loudly instead.
+
+    def test_x(sandbox_host, ssh):             # one fresh host
+        assert ssh(sandbox_host).run("hostname", hide=True).stdout.strip() == sandbox_host.name
+
+    def test_y(sandbox_hosts):                 # several, started in parallel
+        a, b = sandbox_hosts(2)
+
+Hosts get names `t<pid>x<k>`, so a user's own sandboxes (fs1…) are never touched, and are
+always removed at test end; a session-level net removes any this session left behind.
+"""
+import atexit
+import itertools
+import os
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from fabric import Config, Connection
+
+from deploy.errors import KitError
+from deploy.sandbox import down, image, list_hosts, manager, up
+
+E2E_DIR = Path(__file__).resolve().parent
+REPO_ROOT = E2E_DIR.parent.parent
+
+
+def e2e_required() -> bool:
+    return os.environ.get("CI") == "true" or os.environ.get("FLASKSAMPLE_REQUIRE_E2E") == "1"
+
+
+def missing_prerequisites() -> str | None:
+    """Why sandbox hosts cannot run here, or None."""
+    if not sys.platform.startswith("linux"):
+        return f"sandbox hosts need Linux, this is {sys.platform}"
+    if os.geteuid() != 0:
+        return "sandbox hosts need root (run the e2e tests with sudo)"
+    missing = manager.missing_tools()
+    if missing:
+        return f"missing {', '.join(missing)}: {manager.INSTALL_HINT}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = missing_prerequisites()
+    for item in items:
+        if E2E_DIR not in Path(str(item.fspath)).resolve().parents:
+            continue  # this hook sees the whole session's items
+        item.add_marker(pytest.mark.e2e)
+        if reason and not e2e_required():
+            item.add_marker(pytest.mark.skip(reason=f"e2e: {reason}"))
+
+
+@pytest.fixture(autouse=True)
+def _e2e_prerequisites():
+    """With CI=true / FLASKSAMPLE_REQUIRE_E2E=1, a machine that cannot run sandboxes is a failure."""
+    reason = missing_prerequisites()
+    if reason:
+        pytest.fail(f"e2e prerequisites missing and e2e required (CI/FLASKSAMPLE_REQUIRE_E2E): "
+                    f"{reason}", pytrace=False)
+
+
+class _Registry:
+    """Names of hosts this pytest process created, for unique naming and the safety net."""
+
+    def __init__(self):
+        self.prefix = f"t{os.getpid()}x"
+        self._counter = itertools.count(1)
+        self._lock = threading.Lock()
+        self.names: set[str] = set()
+
+    def new_name(self) -> str:
+        with self._lock:
+            name = f"{self.prefix}{next(self._counter)}"
+            self.names.add(name)
+            return name
+
+    def remove(self, names) -> None:
+        """Remove those of `names` that still exist (in parallel); ignore the rest."""
+        existing = {h.name for h in list_hosts()}
+        todo = [n for n in names if n in existing]
+        errors = []
+        if todo:
+            with ThreadPoolExecutor(max_workers=len(todo)) as pool:
+                for err in pool.map(_down_quietly, todo):
+                    if err:
+                        errors.append(err)
+        with self._lock:
+            self.names -= set(names)
+        if errors:
+            raise RuntimeError("; ".join(errors))
+
+
+def _down_quietly(name: str) -> str | None:
+    try:
+        down(name)
+    except KitError as e:
+        if "no sandbox host named" not in str(e):
+            return str(e)
+    return None
+
+
+_registry = _Registry()
+
+
+@atexit.register
+def _remove_leftovers_at_exit():
+    if _registry.names and missing_prerequisites() is None:
+        _registry.remove(list(_registry.names))
+
+
+@pytest.fixture(scope="session")
+def sandbox_registry():
+    """The session's host names; whatever is still up at session end is removed."""
+    yield _registry
+    _registry.remove(list(_registry.names))
+
+
+@pytest.fixture(scope="session")
+def sandbox_image(sandbox_registry):
+    """Build (or reuse the cached) base image once per session; returns the unpacked root."""
+    manager.check_machine()
+    return image.ensure_rootfs(lambda msg: print(msg, file=sys.stderr))
+
+
+@pytest.fixture
+def sandbox_hosts(sandbox_image, sandbox_registry):
+    """Factory: `sandbox_hosts(n)` starts n fresh hosts in parallel and returns them.
+    All are removed at test end, pass or fail."""
+    mine: list[str] = []
+
+    def start(count: int = 1):
+        names = [sandbox_registry.new_name() for _ in range(count)]
+        mine.extend(names)
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            futures = [pool.submit(up, n) for n in names]
+        errors = [f.exception() for f in futures if f.exception()]
+        if errors:
+            raise errors[0]
+        return [f.result() for f in futures]
+
+    yield start
+    sandbox_registry.remove(mine)
+
+
+@pytest.fixture
+def sandbox_host(sandbox_hosts):
+    """One fresh sandbox host."""
+    return sandbox_hosts(1)[0]
+
+
+@pytest.fixture
+def ssh():
+    """`ssh(host, user="deploy")` → a Fabric Connection to the host (stdin not forwarded), closed
+    at test end."""
+    opened = []
+
+    def connect(host, user: str | None = None) -> Connection:
+        # in_stream=False: pytest's captured stdin cannot be read by remote commands
+        conn = Connection(host.address, user=user or host.user, connect_timeout=10,
+                          config=Config(overrides={"run": {"in_stream": False}}),
+                          connect_kwargs={"key_filename": host.key_path,
+                                          "look_for_keys": False, "allow_agent": False})
+        opened.append(conn)
+        return conn
+
+    yield connect
+    for conn in opened:
+        conn.close()
+
+
+@pytest.fixture
+def fab():
+    """`fab("sandbox.up", "--name", "x")` → CompletedProcess of the real CLI, run from the repo."""
+    import subprocess
+
+    def run(*args: str, timeout: float = 300):
+        return subprocess.run([sys.executable, "-m", "fabric", *args], cwd=REPO_ROOT,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run
