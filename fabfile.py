@@ -1,7 +1,95 @@
-"""flasksample's tasks: `fab --list`."""
+"""flasksample's tasks — the table of contents (`fab --list`); the work is in deploy/.
+
+    fab -H deploy@web1 setup deploy        set up a bare Debian/Ubuntu host, ship the app
+    fab -H web1,web2 deploy                 several hosts: prepared in parallel, switched together
+    fab -H web1 status | logs -f | rollback | restart | releases
+    fab sandbox.up                          a local throwaway Debian host to try it on
+"""
 from invoke import Collection
 
+from deploy import deployer, ops, provision, release, settings
+from deploy.cli import kit_task, say
+from deploy.fleet import each, remotes_for_run
 from deploy.sandbox.tasks import sandbox as sandbox_ns
 
-ns = Collection()
+
+def _remotes(c, task):
+    """Validated settings for every host of this run, then the hosts (None: already handled)."""
+    remotes = remotes_for_run(c, task)
+    if remotes is None:
+        return None, None
+    by_host = {r.label: settings.load(c.config, host=r.label) for r in remotes}
+    return remotes, lambda r: by_host[r.label]
+
+
+@kit_task
+def setup(c):
+    """Turn a bare Debian/Ubuntu server into an app host (idempotent; reports each change)."""
+    remotes, settings_for = _remotes(c, "setup")
+    if remotes:
+        each(remotes, lambda r: provision.setup(r, settings_for(r)))
+
+
+@kit_task(help={"force": "break a deploy lock left by a dead deploy"})
+def deploy(c, force=False):
+    """Ship the app: new release, health-gated zero-downtime switch, automatic rollback."""
+    remotes, settings_for = _remotes(c, "deploy")
+    if remotes:
+        deployer.deploy(remotes, settings_for, force=force)
+
+
+@kit_task(help={"to": "release id to go back to (default: the one before current)",
+                "force": "break a deploy lock left by a dead deploy"})
+def rollback(c, to=None, force=False):
+    """Switch back to the previous release (or --to RELEASE), health-gated."""
+    remotes, settings_for = _remotes(c, "rollback")
+    if remotes:
+        deployer.rollback(remotes, settings_for, to=to, force=force)
+
+
+@kit_task
+def restart(c):
+    """Restart the app's gunicorn (no request dropped) and wait until it is healthy."""
+    remotes, settings_for = _remotes(c, "restart")
+    if remotes:
+        each(remotes, lambda r: deployer.show(r, r.must(ops.restart_script(settings_for(r)), "restart")))
+
+
+@kit_task
+def status(c):
+    """Service state, current release, uptime, workers and the health answer."""
+    remotes, settings_for = _remotes(c, "status")
+    if remotes:
+        each(remotes, lambda r: deployer.show(r, r.must(ops.status_script(settings_for(r)), "status")),
+             parallel=False)
+
+
+@kit_task
+def releases(c):
+    """The releases on the server (current marked) and the last deploys."""
+    remotes, settings_for = _remotes(c, "releases")
+    if remotes:
+        each(remotes, lambda r: deployer.show(r, r.must(release.list_script(settings_for(r)), "releases")),
+             parallel=False)
+
+
+@kit_task(help={"follow": "keep printing new lines", "lines": "how many lines (default 50)",
+                "since": "journalctl time, e.g. '10 min ago'", "nginx": "nginx's logs instead"})
+def logs(c, follow=False, lines=50, since=None, nginx=False):
+    """The app's log (journalctl -u <app> or supervisor's log); --nginx for nginx's."""
+    remotes, settings_for = _remotes(c, "logs")
+    if remotes:
+        for r in remotes:
+            r.run(ops.logs_script(settings_for(r), follow, int(lines), since, nginx), stream=True)
+
+
+@kit_task(name="settings")
+def show_settings(c):
+    """Every setting with its default and meaning (set them under flasksample: in fabric.yaml)."""
+    settings.load(c.config)
+    for line in ops.show_setting_lines(settings.describe()):
+        say(line)
+
+
+ns = Collection(setup, deploy, rollback, restart, status, releases, logs, show_settings)
 ns.add_collection(sandbox_ns)

@@ -47,7 +47,7 @@ def remotes_for_run(c, task: str) -> list[Remote] | None:
 
 def each(remotes: list[Remote], fn, parallel: bool = True) -> list:
     """Call fn(remote) for every host (in threads), re-raising the first error after all end."""
-    if len(remotes) == 1 or not parallel:
+    if len(remotes) <= 1 or not parallel:
         return [fn(r) for r in remotes]
     with ThreadPoolExecutor(max_workers=min(16, len(remotes))) as pool:
         futures = [pool.submit(fn, r) for r in remotes]

@@ -13,12 +13,21 @@ q = shlex.quote
 HEADER = "set -euo pipefail\numask 022\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
 
 
-def script(*parts: str | list[str]) -> str:
-    """Join lines (or lists of lines) into one bash script that stops at the first error."""
+def flatten(parts) -> list[str]:
+    """Lines from strings and (nested) lists of strings, empty ones dropped."""
     lines: list[str] = []
     for part in parts:
-        lines.extend([part] if isinstance(part, str) else part)
-    return HEADER + "\n".join(line for line in lines if line) + "\n"
+        if isinstance(part, str):
+            if part:
+                lines.append(part)
+        else:
+            lines.extend(flatten(part))
+    return lines
+
+
+def script(*parts) -> str:
+    """Join lines (or nested lists of lines) into one bash script that stops at the first error."""
+    return HEADER + "\n".join(flatten(parts)) + "\n"
 
 
 def write_file(path: str, content: str, mode: str = "0644", owner: str = "root:root") -> str:

@@ -1,0 +1,116 @@
+"""`fab deploy` and `fab rollback` across the hosts of one run.
+
+deploy: pack once; on every host in parallel upload + prepare (lock, unpack, venv, preflight);
+if any host fails, undo the prepared release everywhere. Then switch in batches of
+`switch_batch` hosts (0 = all at once); if a host fails its health gate, every host switched
+by this run goes back to its previous release.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+import time
+
+from deploy import package, release, report
+from deploy.errors import KitError
+from deploy.fleet import each
+from deploy.host import Outcome, Remote
+from deploy.shell import script
+
+
+def holder() -> str:
+    return f"{getpass.getuser()}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+def show(remote: Remote, out: Outcome) -> None:
+    for line in out.lines:
+        if not line.startswith("::"):
+            report.host_say(remote.label, "  " + line)
+    if out.steps:
+        report.host_say(remote.label, "  " + ", ".join(f"{n} {t:.2f}s" for n, t in out.steps))
+
+
+def run_step(remote: Remote, text: str, what: str) -> Outcome:
+    out = remote.run(text)
+    show(remote, out)
+    if not out.ok:
+        raise KitError(f"{remote.label}: {what} failed: {Remote.reason(out)}",
+                       "see the lines above; fix the release and deploy again")
+    return out
+
+
+def previous_of(out: Outcome) -> str:
+    return next((l.split(" ", 1)[1] for l in out.lines if l.startswith("::previous ") and " " in l), "")
+
+
+def batches(items: list, size: int) -> list[list]:
+    size = size or len(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
+    started = time.time()
+    first = settings_for(remotes[0])
+    pkg = package.build(first)
+    who = holder()
+    report.host_say(",".join(r.label for r in remotes),
+                    f"deploying release {pkg.release} ({len(pkg.data) // 1024} KiB)")
+    if pkg.note:
+        report.host_say("local", f"note: {pkg.note}")
+
+    prepared: list[Remote] = []
+
+    def prepare(r: Remote):
+        s = settings_for(r)
+        r.put_bytes(pkg.data, release.upload_path(pkg.release))
+        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force), "prepare")
+        prepared.append(r)
+
+    try:
+        each(remotes, prepare)
+    except (KitError, KeyboardInterrupt):
+        each(prepared, lambda r: r.run(release.abort_script(settings_for(r), pkg.release)))
+        raise
+
+    switched: list[tuple[Remote, str]] = []
+
+    def switch(r: Remote):
+        out = run_step(r, release.switch_script(settings_for(r), pkg.release, who), "switch")
+        switched.append((r, previous_of(out)))
+
+    pending = list(remotes)
+    try:
+        for batch in batches(remotes, first.switch_batch):
+            each(batch, switch)
+            pending = [r for r in pending if r not in batch]
+    except KitError:
+        if pending:
+            each(pending, lambda r: r.run(release.abort_script(settings_for(r), pkg.release)))
+        back = [(r, prev) for r, prev in switched if prev]
+        if back:
+            report.host_say("all", "a host failed: switching the hosts already on "
+                                   f"{pkg.release} back to their previous release")
+            each([r for r, _ in back], lambda r: run_step(
+                r, release.switch_script(settings_for(r), dict(back)[r], who, verb="rolled back to",
+                                         lock_first=True), "rollback"))
+        raise
+    took = time.time() - started
+    for r in remotes:
+        report.host_say(r.label, f"release {pkg.release} is live: http://{r.conn.host}/ ({took:.2f}s)")
+    return pkg.release
+
+
+def rollback(remotes: list[Remote], settings_for, to: str | None = None, force: bool = False) -> None:
+    who = holder()
+
+    def one(r: Remote):
+        s = settings_for(r)
+        out = r.must(script(release.rollback_target_lines(s, to)), "finding the release to roll back to")
+        target = out.lines[-1].strip()
+        report.host_say(r.label, f"rolling back to {target}")
+        run_step(r, release.switch_script(s, target, who, verb="rolled back to", lock_first=True,
+                                          force=force), "rollback")
+        report.host_say(r.label, f"release {target} is live")
+
+    each(remotes, one)

@@ -1,0 +1,49 @@
+"""Scripts for the day-to-day tasks: status, logs, restart, releases."""
+from __future__ import annotations
+
+from deploy import health, layout, lock
+from deploy.managers import manager_for
+from deploy.shell import q, script
+
+
+def status_script(s) -> str:
+    m = manager_for(s)
+    cur = q(layout.current_link(s))
+    return script(
+        "set +e",
+        f"echo \"release:  $(basename \"$(readlink {cur} 2>/dev/null)\" 2>/dev/null || echo none)\"",
+        f"echo \"manager:  {m.NAME}\"",
+        f"pid=$({m.main_pid(s)} 2>/dev/null)",
+        f"if {m.is_active(s)}; then state=running; else state=stopped; fi",
+        "echo \"service:  $state (master pid ${pid:-none})\"",
+        "if [ -n \"$pid\" ] && [ \"$pid\" != 0 ]; then",
+        "  echo \"uptime:   $(ps -o etime= -p \"$pid\" | tr -d ' ')\"",
+        "  echo \"workers:  $(pgrep -c -P \"$pid\")\"",
+        "fi",
+        f"echo \"health:   $(curl -s -m 3 -w ' (HTTP %{{http_code}})' "
+        f"-H 'Host: {health.host_header(s)}' http://127.0.0.1{s.health_path} 2>&1 | tr -d '\\n')\"",
+        f"echo \"lock:     $({lock.status_line(s)})\"",
+    )
+
+
+def logs_script(s, follow: bool, lines: int, since: str | None, nginx: bool) -> str:
+    if nginx:
+        files = f"/var/log/nginx/{s.app_name}.access.log /var/log/nginx/{s.app_name}.error.log"
+        return script(f"tail -n {int(lines)}{' -F' if follow else ''} {files}")
+    return script(manager_for(s).logs(s, follow=follow, lines=lines, since=since))
+
+
+def restart_script(s) -> str:
+    m = manager_for(s)
+    return script(
+        health.wait_function(s),
+        m.restart(s),
+        f"kit_healthy {health.through_nginx(s)} '' {s.health_timeout} "
+        "|| { echo '::error the app did not answer its health check after the restart'; exit 4; }",
+        "echo restarted and healthy",
+    )
+
+
+def show_setting_lines(rows) -> list[str]:
+    return [f"{name:<22} {default!r:<24} {doc}" for name, default, doc in rows]
+

@@ -1,0 +1,216 @@
+"""Remote release scripts: unpack + venv + preflight, switch `current`, roll back, clean up.
+
+Each function returns a bash script (or lines of one); `deploy.deployer` runs them. The
+order of a deploy on each host:
+
+  prepare  lock, unpack into releases/<id>, reuse or build the venv for its requirements,
+           boot it on a private socket and check its health (it takes no traffic yet)
+  switch   point `current` at it (rename of a symlink: atomic), reload gunicorn (restart when
+           the venv changed), wait until nginx answers with the new release id; on failure
+           point `current` back, reload, and report the app's last log lines
+  finish   record the deploy, keep the newest N releases, unlock
+"""
+from __future__ import annotations
+
+from deploy import health, layout, lock
+from deploy.managers import manager_for
+from deploy.shell import q, script, step
+
+PREFLIGHT_EXIT = 3
+UNHEALTHY_EXIT = 4
+
+
+def upload_path(release: str) -> str:
+    return f"/tmp/flasksample-{release}.tar.gz"
+
+
+def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
+    """Reuse the venv for these requirements, or build it (marked complete only at the end)."""
+    venv = q(layout.venv_dir(s, req_hash))
+    reqs = q(f"{release_path}/{s.requirements}")
+    return [
+        f"if [ ! -e {venv}/.complete ]; then",
+        f"  echo 'building venv {req_hash} (requirements changed)'",
+        f"  rm -rf {venv} && {q(s.python)} -m venv {venv}",
+        f"  {venv}/bin/pip install -q --disable-pip-version-check --no-input -r {reqs} "
+        f">/tmp/kit-pip.log 2>&1 || {{ tail -n 5 /tmp/kit-pip.log; rm -rf {venv}; "
+        f"echo '::error pip install -r {s.requirements} failed'; exit 1; }}",
+        f"  touch {venv}/.complete",
+        "fi",
+        f"ln -sfn ../../venvs/{req_hash} {q(release_path)}/.venv",
+    ]
+
+
+def preflight_lines(s, release_path: str) -> list[str]:
+    """Boot the new release alone on a private socket as the app user and check its health."""
+    pf = f"/run/{s.app_name}-preflight"
+    sock, log = f"{pf}/gunicorn.sock", f"{pf}/log"
+    env = layout.env_file(s)
+    boot = (f"set -a; [ -r {env} ] && . {env}; set +a; exec {release_path}/.venv/bin/gunicorn "
+            f"--chdir {release_path} --config {release_path}/gunicorn.conf.py --bind unix:{sock} "
+            f"--workers 1 --no-control-socket {s.wsgi}")
+    return [
+        f"rm -rf {pf} && install -d -o {s.app_user} -g {s.app_user} -m 700 {pf}",
+        f"setsid runuser -u {s.app_user} -- sh -c {q(boot)} >{log} 2>&1 < /dev/null &",
+        "pf_pid=$!",
+        f"if ! kit_healthy {health.on_socket(s, sock)} '' {s.health_timeout}; then",
+        "  kill -TERM -- -$pf_pid 2>/dev/null; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
+        f"  echo '--- the new release failed its health check before taking traffic; its log:'",
+        f"  grep -v '^\\[.*\\] \\[INFO\\]' {log} | tail -n 15",
+        f"  rm -rf {q(release_path)} {pf}",
+        f"  {lock.release_line(s)}",
+        f"  echo '::error the new release failed its health check on a private socket; "
+        f"nothing was switched, the previous release still serves'; exit {PREFLIGHT_EXIT}",
+        "fi",
+        "kill -TERM -- -$pf_pid 2>/dev/null || true",
+        f"rm -rf {pf}",
+    ]
+
+
+def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> str:
+    rel = layout.release_dir(s, release)
+    archive = upload_path(release)
+    # Any failure after the lock is ours (including a lost connection: HUP) undoes this
+    # release and frees the lock, so the next deploy just works.
+    undo = f"rm -rf {q(rel)} {q(rel)}.partial; {lock.release_line(s)}"
+    return script(
+        health.wait_function(s),
+        step("lock"),
+        lock.acquire(s, holder, release, force),
+        f"trap 'rc=$?; [ $rc -eq 0 ] || {{ {undo}; }}' EXIT",
+        step("unpack"),
+        f"rm -rf {q(rel)}.partial && mkdir -p {q(rel)}.partial",
+        f"tar -xzf {archive} -C {q(rel)}.partial --no-same-owner && rm -f {archive}",
+        f"echo {q(release)} > {q(rel)}.partial/REVISION",
+        f"chmod -R u=rwX,go=rX {q(rel)}.partial && mv -T {q(rel)}.partial {q(rel)}",
+        step("venv"),
+        venv_lines(s, req_hash, rel),
+        step("preflight"),
+        preflight_lines(s, rel),
+    )
+
+
+def activate_lines(s) -> list[str]:
+    """Make gunicorn serve what `current` points to: reload, restart if the venv changed."""
+    m = manager_for(s)
+    cur = q(layout.current_link(s))
+    return [
+        f"if ! {m.is_active(s)}; then {m.start(s)};",
+        f"elif [ \"$(readlink -f {cur}/.venv)\" != \"$old_venv\" ]; then {m.restart(s)};",
+        f"else {m.reload(s)}; fi",
+    ]
+
+
+def point_current(s, release_expr: str) -> str:
+    """Repoint `current` by renaming a new symlink over it: never a moment without one."""
+    root = q(s.root)
+    return f"ln -sfn releases/{release_expr} {root}/current.kit-new && mv -T {root}/current.kit-new {root}/current"
+
+
+def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_first: bool = False,
+                  force: bool = False, log_lines: int = 20) -> str:
+    """Switch to `release` behind the health gate; put the old one back if it fails.
+
+    The body runs detached from the SSH session (HUP/INT/PIPE ignored, output to a file
+    printed at the end), so a lost connection cannot stop it between switch and health check.
+    """
+    m = manager_for(s)
+    cur = q(layout.current_link(s))
+    rel = q(release)
+    body = [
+        health.wait_function(s),
+        lock.acquire(s, holder, release, force) if lock_first else [],
+        f"[ -d {q(layout.release_dir(s, release))} ] || {{ {lock.release_line(s)}; "
+        f"echo '::error release {release} does not exist on this host (see fab releases)'; exit 2; }}",
+        f"prev=$(basename \"$(readlink {cur} 2>/dev/null)\" 2>/dev/null || true)",
+        f"old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)",
+        step("switch"),
+        point_current(s, rel),
+        activate_lines(s),
+        step("health"),
+        f"if ! kit_healthy {health.through_nginx(s)} {rel} {s.health_timeout}; then",
+        f"  echo '--- release {release} failed its health check through nginx; the app log says:'",
+        f"  {m.logs(s, lines=log_lines)} 2>&1 | tail -n {log_lines}",
+        "  if [ -n \"$prev\" ] && [ \"$prev\" != " + rel + " ]; then",
+        f"    old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)",
+        "    " + point_current(s, '"$prev"'),
+        *["    " + line for line in activate_lines(s)],
+        f"    kit_healthy {health.through_nginx(s)} \"$prev\" {s.health_timeout} "
+        "|| echo 'warning: the previous release is not healthy either'",
+        "    echo \"rolled back to $prev\"",
+        "  fi",
+        f"  {lock.release_line(s)}",
+        f"  echo \"::error release {release} failed its health check; $prev serves again\"; exit {UNHEALTHY_EXIT}",
+        "fi",
+        "echo \"::previous $prev\"",
+        finish_lines(s, release, holder, verb),
+    ]
+    return script(
+        "trap '' HUP INT PIPE",
+        "kit_log=$(mktemp)",
+        "set +e",
+        "( set -e",
+        body,
+        f") > \"$kit_log\" 2>&1; rc=$?",
+        "cat \"$kit_log\"; rm -f \"$kit_log\"; exit $rc",
+    )
+
+
+def finish_lines(s, release: str, holder: str, verb: str) -> list[str]:
+    """Record the deploy, drop releases beyond keep_releases (never current/previous), unlock."""
+    entry = q(f"{verb} {release} by {holder}")
+    return [
+        step("finish"),
+        f"echo \"$(date -u +%Y-%m-%dT%H:%M:%SZ) \"{entry} >> {q(layout.deploy_log(s))}",
+        *cleanup_lines(s),
+        lock.release_line(s),
+    ]
+
+
+def abort_script(s, release: str) -> str:
+    """Undo a prepared, never switched release (another host failed): remove it, unlock."""
+    return script(f"rm -rf {q(layout.release_dir(s, release))}", lock.release_line(s))
+
+
+def cleanup_lines(s) -> list[str]:
+    """Keep the newest keep_releases releases plus current and the one before it."""
+    rels = q(layout.releases_dir(s))
+    cur = q(layout.current_link(s))
+    venvs = q(layout.venvs_dir(s))
+    return [
+        f"cur=$(basename \"$(readlink {cur})\")",
+        f"prev=$(ls -1 {rels} | grep -v '\\.partial$' | sort | grep -B1 -x \"$cur\" | head -n1)",
+        f"for r in $(ls -1 {rels} | sort -r | tail -n +{s.keep_releases + 1}); do",
+        f"  [ \"$r\" = \"$cur\" ] || [ \"$r\" = \"$prev\" ] || rm -rf {rels}/\"$r\"",
+        "done",
+        f"used=$(for l in {rels}/*/.venv; do readlink \"$l\" || true; done)",
+        f"for v in $(ls -1 {venvs}); do",
+        f"  grep -qx \"../../venvs/$v\" <<<\"$used\" || rm -rf {venvs}/\"$v\"",
+        "done",
+    ]
+
+
+def rollback_target_lines(s, named: str | None) -> list[str]:
+    """Print the release to roll back to: the named one, or the one before current."""
+    rels = q(layout.releases_dir(s))
+    cur = q(layout.current_link(s))
+    if named:
+        return [f"[ -d {rels}/{q(named)} ] && echo {q(named)} || echo '::error no release {named} on this host (see fab releases)'"]
+    return [
+        f"cur=$(basename \"$(readlink {cur} 2>/dev/null)\")",
+        f"t=$(ls -1 {rels} | grep -v '\\.partial$' | sort | grep -B1 -x \"$cur\" | head -n1)",
+        "if [ -z \"$t\" ] || [ \"$t\" = \"$cur\" ]; then echo '::error there is no release before the current one to roll back to'; exit 2; fi",
+        "echo \"$t\"",
+    ]
+
+
+def list_script(s) -> str:
+    rels = q(layout.releases_dir(s))
+    cur = q(layout.current_link(s))
+    return script(
+        f"cur=$(basename \"$(readlink {cur} 2>/dev/null)\" 2>/dev/null || true)",
+        f"for r in $(ls -1 {rels} 2>/dev/null | grep -v '\\.partial$' | sort); do",
+        "  if [ \"$r\" = \"$cur\" ]; then echo \"* $r (current)\"; else echo \"  $r\"; fi",
+        "done",
+        f"echo '-- last deploys:'; tail -n 5 {q(layout.deploy_log(s))} 2>/dev/null || true",
+    )
