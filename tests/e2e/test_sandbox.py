@@ -170,3 +170,10 @@ def test_bad_input_is_a_one_line_error(fab, args, message):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_four_hosts_start_in_parallel(sandbox_hosts, ssh):
+    hosts = sandbox_hosts(4)
+    assert len({h.address for h in hosts}) == 4 and len({h.name for h in hosts}) == 4
+    for host in hosts:
+        assert run(ssh(host), "systemctl is-system-running") == "running"
