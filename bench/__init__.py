@@ -1,0 +1,1 @@
+"""Benchmarks of the kit on sandbox hosts (`python -m bench`): deploy time, dropped requests."""
