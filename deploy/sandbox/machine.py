@@ -139,6 +139,23 @@ def _user_ids(root: Path, user: str) -> tuple[int, int, str]:
     raise RuntimeError(f"user {user} missing from the image")
 
 
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+
+
+def trust_local_cas(root: Path) -> None:
+    """Give the host the CAs this machine added locally (e.g. a TLS-inspecting proxy's),
+    so apt and pip inside reach the registries exactly as this machine does."""
+    certs = sorted(LOCAL_CA_DIR.glob("*.crt")) if LOCAL_CA_DIR.is_dir() else []
+    if not certs:
+        return
+    bundle = root / "etc/ssl/certs/ca-certificates.crt"
+    extra = "".join(c.read_text() for c in certs)
+    for cert in certs:
+        _write(root / "usr/local/share/ca-certificates" / cert.name, cert.read_text())
+    if bundle.is_file():
+        _write(bundle, bundle.read_text() + extra)
+
+
 def prepare_root(name: str, lower: Path, user: str, authorized_key: str) -> str:
     """Mount the host's overlay and make it unique; return its ssh host public key line."""
     hdir = paths.host_dir(name)
@@ -157,6 +174,7 @@ def prepare_root(name: str, lower: Path, user: str, authorized_key: str) -> str:
     _write(root / "etc/hosts", hosts_file(name))
     _write(root / SSHD_DROPIN.lstrip("/"), sshd_dropin())
     _write(root / f"etc/sudoers.d/{user}", sudoers(user), 0o440)
+    trust_local_cas(root)
     hostkey = root / "etc/ssh/ssh_host_ed25519_key"
     for f in (hostkey, hostkey.with_suffix(".pub")):
         f.unlink(missing_ok=True)
