@@ -51,10 +51,10 @@ def preflight_lines(s, release_path: str) -> list[str]:
             f"--workers 1 --no-control-socket {s.wsgi}")
     return [
         f"rm -rf {pf} && install -d -o {s.app_user} -g {s.app_user} -m 700 {pf}",
-        f"setsid runuser -u {s.app_user} -- sh -c {q(boot)} >{log} 2>&1 < /dev/null &",
+        f"(cd / && exec setsid runuser -u {s.app_user} -- sh -c {q(boot)}) >{log} 2>&1 < /dev/null &",
         "pf_pid=$!",
         f"if ! kit_healthy {health.on_socket(s, sock)} '' {s.health_timeout}; then",
-        "  kill -TERM -- -$pf_pid 2>/dev/null; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
+        "  kill -TERM -- -$pf_pid 2>/dev/null || true; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
         f"  echo '--- the new release failed its health check before taking traffic; its log:'",
         f"  grep -v '^\\[.*\\] \\[INFO\\]' {log} | tail -n 15",
         f"  rm -rf {q(release_path)} {pf}",
@@ -72,7 +72,7 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
     archive = upload_path(release)
     # Any failure after the lock is ours (including a lost connection: HUP) undoes this
     # release and frees the lock, so the next deploy just works.
-    undo = f"rm -rf {q(rel)} {q(rel)}.partial; {lock.release_line(s)}"
+    undo = f"rm -rf {q(rel)} {q(rel)}.partial /run/{s.app_name}-preflight; {lock.release_line(s)}"
     return script(
         health.wait_function(s),
         step("lock"),

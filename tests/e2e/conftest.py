@@ -184,3 +184,79 @@ def fab():
                               capture_output=True, text=True, timeout=timeout)
 
     return run
+
+
+# -- the kit on sandbox hosts -------------------------------------------------------------------
+
+APP_DIR = REPO_ROOT / "app"
+
+
+class AppCopy:
+    """A copy of app/ outside git (packed as a directory) plus a fabric.yaml pointing at it."""
+
+    def __init__(self, root: Path, **settings):
+        import shutil
+
+        self.dir = root / "app"
+        shutil.copytree(APP_DIR, self.dir, ignore=shutil.ignore_patterns("__pycache__"))
+        self.config = root / "fabric.yaml"
+        self.settings(**settings)
+
+    def settings(self, **values) -> None:
+        import yaml
+
+        self.config.write_text(yaml.safe_dump({"flasksample": {"app_dir": str(self.dir), **values}}))
+
+    def say(self, text: str) -> None:
+        """Make `/` answer `text` instead of Hello World!."""
+        serve = self.dir / "serve.py"
+        serve.write_text(serve.read_text().replace('return "Hello World!"', f"return {text!r}")
+                         .replace(f"return {self._said!r}", f"return {text!r}"))
+        self._said = text
+
+    _said = "Hello World!"
+
+    def patch(self, old: str, new: str) -> None:
+        serve = self.dir / "serve.py"
+        source = serve.read_text()
+        assert old in source, old
+        serve.write_text(source.replace(old, new, 1))
+
+
+@pytest.fixture
+def app_copy(tmp_path):
+    return AppCopy(tmp_path)
+
+
+@pytest.fixture
+def kit(fab):
+    """`kit(host, "setup", "deploy", user="root", config=path)` runs the real `fab` against a
+    sandbox host and asserts success unless check=False."""
+
+    def run(host, *tasks, user=None, config=None, check=True, timeout=300):
+        target = f"{user}@{host.name}" if user else host.name
+        args = ["-S", host.ssh_config, "-H", target]
+        if config:
+            args = ["-f", str(config), *args]
+        result = fab(*args, *tasks, timeout=timeout)
+        if check:
+            assert result.returncode == 0, f"fab {' '.join(tasks)} failed:\n{result.stdout}\n{result.stderr}"
+        return result
+
+    return run
+
+
+def http_get(host, path="/", timeout=5.0) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{host.address}{path}", timeout=timeout) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+@pytest.fixture
+def http():
+    return http_get

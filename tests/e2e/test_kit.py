@@ -1,0 +1,120 @@
+"""The kit on a real host: setup → deploy → operate, as root and as a sudo user (issue #3)."""
+import json
+import time
+
+import pytest
+
+APP = "flasksample"
+
+
+def wait_for(predicate, timeout=20.0, every=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.mark.parametrize("user", ["root", "deploy"])
+def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user):
+    host = sandbox_host
+    root = ssh(host, "root")
+
+    first = kit(host, "setup", user=user, config=app_copy.config)
+    assert "packages         changed" in first.stdout
+    assert "nginx-site       changed" in first.stdout
+
+    kit(host, "deploy", user=user, config=app_copy.config)
+    assert http(host, "/") == (200, "Hello World!")
+    v1 = json.loads(http(host, "/healthz")[1])["release"]
+
+    again = kit(host, "setup", user=user, config=app_copy.config)
+    assert "setup done: no change" in again.stdout
+    assert " changed " not in again.stdout
+
+    app_copy.say("Hello v2!")
+    kit(host, "deploy", user=user, config=app_copy.config)
+    assert http(host, "/") == (200, "Hello v2!")
+    v2 = json.loads(http(host, "/healthz")[1])["release"]
+    assert v2 != v1
+
+    kit(host, "rollback", user=user, config=app_copy.config)
+    assert http(host, "/") == (200, "Hello World!")
+    assert json.loads(http(host, "/healthz")[1])["release"] == v1
+
+    root.run(f"systemctl restart {APP}", hide=True)
+    assert http(host, "/") == (200, "Hello World!")
+    root.run(f"systemctl reload {APP}", hide=True)
+    assert http(host, "/") == (200, "Hello World!")
+
+    logs = kit(host, "logs", "--lines", "200", user=user, config=app_copy.config)
+    assert '"GET / HTTP/1.0" 200' in logs.stdout
+    status = kit(host, "status", user=user, config=app_copy.config)
+    assert f"release:  {v1}" in status.stdout
+    assert "service:  running" in status.stdout
+    assert '"status":"ok"' in status.stdout
+    releases = kit(host, "releases", user=user, config=app_copy.config)
+    assert f"* {v1} (current)" in releases.stdout and v2 in releases.stdout
+
+    pid = root.run(f"systemctl show -p MainPID --value {APP}", hide=True).stdout.strip()
+    root.run(f"kill -9 {pid}", hide=True)
+
+    def restarted():
+        new = root.run(f"systemctl show -p MainPID --value {APP}", hide=True).stdout.strip()
+        return new not in ("0", pid) and http(host, "/") == (200, "Hello World!")
+
+    wait_for(restarted)
+    assert "NRestarts=1" in root.run(f"systemctl show -p NRestarts {APP}", hide=True).stdout
+
+
+def test_host_layout_and_hardening(sandbox_host, kit, ssh, http, app_copy):
+    host = sandbox_host
+    kit(host, "setup", "deploy", config=app_copy.config)
+    root = ssh(host, "root")
+
+    def sh(cmd, **kw):
+        return root.run(cmd, hide=True, warn=True, **kw)
+
+    assert sh(f"systemctl is-enabled {APP}.socket {APP}.service nginx").stdout.split() == ["enabled"] * 3
+    assert sh(f"systemctl is-active {APP}.socket {APP}.service nginx").stdout.split() == ["active"] * 3
+    assert sh(f"getent passwd {APP}").stdout.strip().endswith(":/usr/sbin/nologin")
+    assert sh(f"runuser -u {APP} -- touch /srv/{APP}/current/x").exited != 0
+    assert sh(f"runuser -u {APP} -- touch /srv/{APP}/current/.venv/x").exited != 0
+    assert sh("test -e /etc/nginx/sites-enabled/default").exited != 0
+    assert sh("nginx -T 2>/dev/null | grep -c 'server_tokens off'").stdout.strip() != "0"
+    assert "Server: nginx\r" in sh(f"curl -sI http://127.0.0.1/").stdout
+    assert sh("systemctl show -p Type --value flasksample").stdout.strip() == "notify"
+    score = sh(f"systemd-analyze security {APP}.service --no-pager | tail -n1").stdout
+    assert "Overall exposure level" in score
+    # The app sees the client's address and scheme through ProxyFix.
+    assert json.loads(http(host, "/healthz")[1])["status"] == "ok"
+
+
+def test_setup_rewrites_a_changed_unit_and_keeps_serving(sandbox_host, kit, ssh, http, app_copy):
+    host = sandbox_host
+    kit(host, "setup", "deploy", config=app_copy.config)
+    root = ssh(host, "root")
+    root.run(f"echo '# hand edit' >> /etc/systemd/system/{APP}.service", hide=True)
+    out = kit(host, "setup", config=app_copy.config)
+    assert "systemd-units    changed" in out.stdout
+    assert "# hand edit" not in root.run(f"cat /etc/systemd/system/{APP}.service", hide=True).stdout
+    assert http(host, "/") == (200, "Hello World!")
+    assert "no change" in kit(host, "setup", config=app_copy.config).stdout
+
+
+def test_broken_nginx_change_is_refused_and_nginx_keeps_serving(sandbox_host, kit, ssh, http, app_copy):
+    host = sandbox_host
+    kit(host, "setup", "deploy", config=app_copy.config)
+    root = ssh(host, "root")
+    # A conflicting upstream elsewhere makes the kit's next site fail `nginx -t`.
+    root.run(f"echo 'upstream {APP}_gunicorn {{ server 127.0.0.1:9; }}' > /etc/nginx/conf.d/conflict.conf",
+             hide=True)
+    app_copy.settings(domains=["example.test"])
+    out = kit(host, "setup", config=app_copy.config, check=False)
+    assert out.returncode == 1
+    assert "nginx -t rejected the new site; the previous config was put back" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert "server_name _;" in root.run(f"cat /etc/nginx/sites-available/{APP}.conf", hide=True).stdout
+    assert http(host, "/") == (200, "Hello World!")
