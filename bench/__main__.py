@@ -1,0 +1,316 @@
+"""`python -m bench`: the kit's deploy benchmark on sandbox hosts, one run → one table.
+
+Starts 4 sandbox hosts (bench1..bench4), sets them up and deploys, then on bench1, under a
+steady load of 8 clients through nginx, performs in turn: the article's way (`killall
+gunicorn; gunicorn -D`), `systemctl restart`, `systemctl reload`, `fab deploy`, `fab rollback`,
+a failed deploy; then `fab deploy` to all 4 hosts under load. Also measures no-op `fab setup`
+and warm code-only `fab deploy` (median of 5, with where the seconds go), 4 hosts vs 1, and
+`systemd-analyze security`. Writes the table to stdout and bench/RESULTS.md, the plot to
+bench/deploy-load.png. The hosts are removed at the end (pass or fail) unless --keep.
+
+    .venv/bin/python -m bench [--keep] [--prefix bench] [--out bench]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench import apps, hosts as H
+from bench.events import measure, median
+from bench.plot import plot
+
+ROOT = "/srv/flasksample"
+SOCK = "/run/flasksample.sock"
+ARTICLE_START = f"cd {ROOT}/current && .venv/bin/gunicorn -w 4 serve:app -D --bind unix:{SOCK}"
+TARGETS = {"deploy": 1.5, "noop": 1.0, "fleet": 1.3, "maxlat": 100.0, "exposure": 2.0}
+BASELINES = {"hand-written Fabric script": 2.0, "pyinfra": 3.5, "Ansible": 9.1}
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def must(run: H.FabRun, what: str) -> H.FabRun:
+    if run.rc != 0:
+        raise RuntimeError(f"{what} failed (exit {run.rc}):\n{run.out}")
+    return run
+
+
+def fab_action(hs, *task, config=None):
+    def act():
+        r = H.fab(hs, *task, config=config)
+        return r.rc, r.out
+    return act
+
+
+def root_action(h, cmd):
+    def act():
+        p = h.root(cmd, check=False)
+        return p.returncode, p.stdout + p.stderr
+    return act
+
+
+def machine_line() -> str:
+    cpu = ""
+    try:
+        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{platform.node()}: {os.cpu_count()} cores {cpu}, {mem:.1f} GiB, {platform.platform()}"
+
+
+def git_rev() -> str:
+    rev = subprocess.run(["git", "-C", str(H.REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", str(H.REPO), "status", "--porcelain", "--", "deploy", "fabfile.py", "systemd", "nginx", "app"],
+                           capture_output=True, text=True).stdout.strip()
+    return rev + (" + uncommitted changes in deploy/ (working tree as measured)" if dirty else "")
+
+
+# ------------------------------------------------------------------------------------ phases
+def article_event(h):
+    """Stop the kit's units, run gunicorn by hand as the seed article does, restart it under load."""
+    h.root("systemctl stop flasksample.service flasksample.socket")
+    h.root(ARTICLE_START)
+    h.wait_http("Hello World!")
+    mode = h.root(f"stat -c '%U:%G %A' {SOCK}").stdout.strip()
+    www = h.root(f"runuser -u www-data -- curl -s -o /dev/null -w '%{{http_code}}' --unix-socket {SOCK} http://x/",
+                 check=False).stdout.strip()
+    h.root(apps.edit_in_place_cmd(ROOT, "article"))  # the article's `git pull`
+    try:
+        ev = measure("article: killall gunicorn; gunicorn -D", f"killall gunicorn; {ARTICLE_START}",
+                     [f"http://{h.address}/"], root_action(h, f"killall gunicorn; {ARTICLE_START}"), "article")
+    finally:
+        h.root("killall gunicorn 2>/dev/null; for i in $(seq 100); do pgrep -x gunicorn >/dev/null || break; "
+               f"sleep 0.1; done; rm -f {SOCK}; systemctl start flasksample.socket flasksample.service")
+        h.wait_http("Hello World!")
+    ev.note = f"socket made by hand: {mode}; www-data connect → HTTP {www or '?'}"
+    return ev
+
+
+def systemctl_event(h, verb: str, tag: str):
+    h.root(apps.edit_in_place_cmd(ROOT, tag))
+    cmd = f"systemctl {verb} flasksample.service"
+    return measure(f"systemctl {verb}", cmd, [f"http://{h.address}/"], root_action(h, cmd), tag)
+
+
+def warm_deploys(h, base: Path, n: int, prefix: str):
+    runs = []
+    for i in range(n):
+        tag = f"{prefix}{i + 1}"
+        r = must(H.fab([h], "deploy", config=apps.variant(base, tag)), f"warm deploy {tag}")
+        runs.append(r)
+    return runs
+
+
+def breakdown(runs: list[H.FabRun], startup: float) -> list[tuple[str, float]]:
+    names = ["lock", "unpack", "venv", "preflight", "switch", "health", "finish"]
+    steps = {k: median([r.steps().get(k, 0.0) for r in runs]) for k in names}
+    wall = median([r.wall for r in runs])
+    live = median([r.live_total() or 0.0 for r in runs])
+    remote = sum(steps.values())
+    rows = [("fab start-up (python, fabric, fabfile import; `fab --list`)", startup),
+            ("local: pack, ssh connect, upload, round trips (total − remote steps)", live - remote)]
+    rows += [(f"remote: {k}", v) for k, v in steps.items()]
+    rows += [("after 'is live' until exit (wall − start-up − total)", wall - startup - live),
+             ("**wall clock of `fab deploy` (median)**", wall)]
+    return rows
+
+
+# ------------------------------------------------------------------------------------ report
+def fmt(x, spec=".2f", none="—"):
+    return none if x is None else format(x, spec)
+
+
+def event_table(events) -> list[str]:
+    out = ["| event | exit | command took s | new code answers after s | requests sent | failed (kinds) | p50 ms | p99 ms | max ms |",
+           "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    for ev in events:
+        st = ev.stats()
+        kinds = ", ".join(f"{k}×{v}" for k, v in st["kinds"].items())
+        failed = f"{st['failed']}" + (f" ({kinds})" if kinds else "")
+        if ev.failed_outside:
+            failed += f" +{ev.failed_outside} outside window"
+        new = fmt(ev.new_after) if ev.expect_new else ("never (correct)" if ev.new_after is None else f"{ev.new_after:.2f} (WRONG)")
+        if ev.expect_new and ev.new_after is None:
+            new = "never (within 12 s)"
+        out.append(f"| {ev.name} | {ev.rc} | {ev.took:.2f} | {new} | {st['sent']} | {failed} | "
+                   f"{st['p50_ms']:.1f} | {st['p99_ms']:.1f} | {st['max_ms']:.0f} |")
+    return out
+
+
+def render(ctx) -> str:
+    L = []
+    L.append("# Benchmark: requests dropped and time taken by restarts and deploys")
+    L.append("")
+    L.append(f"- command: `cd /work/main && make venv && .venv/bin/python -m bench` (as root; ~{ctx['run_s'] / 60:.1f} min)")
+    L.append(f"- date: {ctx['date']}; kit: {ctx['rev']}")
+    L.append(f"- machine: {ctx['machine']}; hosts: systemd-nspawn sandboxes (Debian 12) on this machine, "
+             "so load generator, nginx and gunicorn share its cores")
+    L.append(f"- load: {ctx['concurrency']} concurrent clients (bench/load.py: threads, a new connection per request) "
+             "on `/` through nginx; failed = refused/reset/timeout (5 s) or 5xx")
+    L.append("")
+    L.append("## Under load, one event at a time (bench1; last row: 4 hosts, 2 clients each)")
+    L.append("")
+    L += event_table(ctx["events"])
+    L.append("")
+    L.append("What the columns mean: *command took* is from the event's start until its command returned "
+             "(root commands run over an already open SSH connection, as an operator on the host; `fab` rows "
+             "are the whole local CLI run). *New code answers after* is from the event's start until the "
+             "first answer to `/` with the new body arrived (all hosts for the 4-host row). Requests, "
+             "failures and latency cover every request in flight from the event's start until 0.5 s after "
+             "the later of those two moments.")
+    L.append("")
+    for ev in ctx["events"]:
+        if ev.note:
+            L.append(f"- {ev.name}: {ev.note}")
+    L.append("")
+    L.append("## Against the project's targets")
+    L.append("")
+    L.append("| target | measured | target | measured / target |")
+    L.append("|---|---:|---:|---:|")
+    for name, val, tgt, unit in ctx["targets"]:
+        ratio = "—" if val is None else f"{val / tgt:.2f}"
+        L.append(f"| {name} | {fmt(val)}{unit} | ≤ {tgt}{unit} | {ratio} |")
+    L.append("")
+    wd = ctx["warm_median"]
+    L.append("Warm code-only deploy vs the baselines: " + ", ".join(
+        f"{k} {v} s ({wd / v:.2f}×)" for k, v in BASELINES.items()) +
+        f"; no-op setup vs pyinfra's 2.6 s: {ctx['noop_median'] / 2.6:.2f}×.")
+    L.append("")
+    L.append("## Where a warm code-only `fab deploy` spends its time (median of 5, one host)")
+    L.append("")
+    L.append("| part | seconds |")
+    L.append("|---|---:|")
+    for name, v in ctx["breakdown"]:
+        L.append(f"| {name} | {v:.2f} |")
+    L.append("")
+    L.append(f"Samples (s): warm deploy {', '.join(f'{x:.2f}' for x in ctx['warm_walls'])}; "
+             f"no-op setup {', '.join(f'{x:.2f}' for x in ctx['noop_walls'])}; "
+             f"4-host deploy {', '.join(f'{x:.2f}' for x in ctx['fleet_walls'])}; "
+             f"`fab --list` {', '.join(f'{x:.2f}' for x in ctx['startup_walls'])}; "
+             f"first setup of 4 bare hosts {ctx['cold_setup']:.1f}, first deploy to 4 (venv built) {ctx['cold_deploy']:.1f}.")
+    L.append("")
+    L.append(f"`systemd-analyze security flasksample.service` prints: `{ctx['security_line']}`")
+    L.append("")
+    L.append("Plot: `bench/deploy-load.png` — each dot one request (latency, log scale) by its start time; red × "
+             "failures; orange band: the command running; green dashed line: first answer from the new code.")
+    return "\n".join(L) + "\n"
+
+
+# ------------------------------------------------------------------------------------ main
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--prefix", default="bench", help="sandbox host names: PREFIX1..PREFIX4")
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent), help="where RESULTS.md and the PNG go")
+    ap.add_argument("--keep", action="store_true", help="leave the hosts running")
+    ap.add_argument("--repeat", type=int, default=5, help="runs for the medians")
+    args = ap.parse_args(argv)
+    t_run = time.monotonic()
+    names = [f"{args.prefix}{i}" for i in range(1, 5)]
+    from deploy.sandbox import list_hosts
+    left = [h.name for h in list_hosts() if h.name in names]
+    if left:
+        log(f"removing leftovers of an earlier bench run: {', '.join(left)}")
+        H.stop(left, log)
+    work = Path(tempfile.mkdtemp(prefix="bench-apps-"))
+    cdir = H.control_dir()
+    hs: list[H.Host] = []
+    try:
+        log(f"starting sandbox hosts {', '.join(names)}")
+        hs = [H.Host(s, cdir) for s in H.start(names, log)]
+        h = hs[0]
+        log("fab setup (4 bare hosts)")
+        cold_setup = must(H.fab(hs, "setup"), "setup").wall
+        log("fab deploy (4 hosts, builds the venv)")
+        cold_deploy = must(H.fab(hs, "deploy"), "first deploy").wall
+        h.root("DEBIAN_FRONTEND=noninteractive apt-get install -y -q psmisc >/dev/null")  # killall, for the article's way
+
+        sec = h.root("systemd-analyze security --no-pager flasksample.service", check=False).stdout
+        sec_line = next((l.strip() for l in sec.splitlines() if "Overall exposure level" in l), "(not printed)")
+        m = re.search(r"level for \S+: (\d+(?:\.\d+)?)", sec_line)
+        exposure = float(m.group(1)) if m else None
+
+        log(f"no-op fab setup ×{args.repeat}")
+        noop = [must(H.fab([h], "setup"), "no-op setup").wall for _ in range(args.repeat)]
+        startup = [H.fab([h], "--list").wall for _ in range(3)]
+        log(f"warm code-only fab deploy ×{args.repeat}")
+        warm = warm_deploys(h, work, args.repeat, "warm")
+        log("4-host warm deploy ×3")
+        fleet = [must(H.fab(hs, "deploy", config=apps.variant(work, f"fleet{i}")), "4-host deploy").wall for i in range(3)]
+
+        events = []
+        log("under load: the article's way")
+        events.append(article_event(h))
+        log("under load: systemctl restart")
+        events.append(systemctl_event(h, "restart", "restart"))
+        log("under load: systemctl reload")
+        events.append(systemctl_event(h, "reload", "reload"))
+        must(H.fab([h], "deploy", config=apps.variant(work, "v1")), "deploy v1")
+        h.wait_http("Hello World! v1")
+        log("under load: fab deploy")
+        events.append(measure("fab deploy", "fab deploy", [f"http://{h.address}/"],
+                              fab_action([h], "deploy", config=apps.variant(work, "v2")), "v2"))
+        log("under load: fab rollback")
+        events.append(measure("fab rollback", "fab rollback", [f"http://{h.address}/"],
+                              fab_action([h], "rollback"), "v1"))
+        log("under load: failed deploy (import raises)")
+        bad = measure("fab deploy, broken release", "fab deploy", [f"http://{h.address}/"],
+                      fab_action([h], "deploy", config=apps.variant(work, "broken", broken=True)), "broken",
+                      expect_new=False)
+        still = h.root("curl -s -m 2 http://127.0.0.1/", check=False).stdout
+        bad.note = (f"exit {bad.rc} ({'non-zero, as it must' if bad.rc else 'ZERO: the failure was not reported'}); "
+                    f"afterwards / says {still!r}")
+        events.append(bad)
+        log("under load: fab deploy to 4 hosts")
+        events.append(measure("fab deploy, 4 hosts", "fab -H a,b,c,d deploy", [f"http://{x.address}/" for x in hs],
+                              fab_action(hs, "deploy", config=apps.variant(work, "v3")), "v3"))
+
+        warm_median = median([r.wall for r in warm])
+        noop_median = median(noop)
+        fleet_ratio = median(fleet) / warm_median
+        deploy_ev = events[3]
+        ctx = {
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "rev": git_rev(), "machine": machine_line(), "concurrency": 8, "events": events,
+            "warm_median": warm_median, "noop_median": noop_median,
+            "warm_walls": [r.wall for r in warm], "noop_walls": noop, "fleet_walls": fleet,
+            "startup_walls": startup, "cold_setup": cold_setup, "cold_deploy": cold_deploy,
+            "breakdown": breakdown(warm, median(startup)), "security_line": sec_line,
+            "targets": [
+                ("warm code-only `fab deploy`, 1 host (median of 5, wall clock)", warm_median, TARGETS["deploy"], " s"),
+                ("no-op `fab setup` (median of 5, wall clock)", noop_median, TARGETS["noop"], " s"),
+                ("`fab deploy` 4 hosts / 1 host (median of 3 / median of 5)", fleet_ratio, TARGETS["fleet"], "×"),
+                ("max request latency during `fab deploy` under load", deploy_ev.stats()["max_ms"], TARGETS["maxlat"], " ms"),
+                ("`systemd-analyze security flasksample` exposure", exposure, TARGETS["exposure"], ""),
+            ],
+        }
+        ctx["run_s"] = time.monotonic() - t_run
+        text = render(ctx)
+        out = Path(args.out)
+        (out / "RESULTS.md").write_text(text)
+        plot(events, str(out / "deploy-load.png"),
+             f"flasksample under {ctx['concurrency']} clients through nginx — {ctx['date']}")
+        print(text)
+        log(f"wrote {out / 'RESULTS.md'} and {out / 'deploy-load.png'} in {ctx['run_s']:.0f}s")
+        return 0
+    finally:
+        for x in hs:
+            x.close()
+        if not args.keep:
+            H.stop(names, log)
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(cdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

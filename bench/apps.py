@@ -1,0 +1,38 @@
+"""Copies of app/ to deploy: `/` says something else (a code-only change), or the import raises.
+
+Each copy lives in a temporary directory outside git (so the kit packs the directory) with a
+fabric.yaml next to it pointing `flasksample.app_dir` at it; requirements are unchanged, so
+the host's venv is reused (a warm, code-only deploy).
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from bench.hosts import REPO
+
+HELLO = 'return "Hello World!"'
+
+
+def variant(base: Path, tag: str, broken: bool = False) -> str:
+    """Make base/<tag>/app (a copy of app/ answering `Hello World! <tag>`); return its fabric.yaml."""
+    d = base / tag
+    app = d / "app"
+    shutil.copytree(REPO / "app", app, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "REVISION", ".venv"))
+    serve = app / "serve.py"
+    text = serve.read_text()
+    if HELLO not in text:
+        raise RuntimeError(f"app/serve.py no longer contains {HELLO!r}: update bench/apps.py")
+    text = text.replace(HELLO, f'return "Hello World! {tag}"')
+    if broken:
+        text += '\nraise RuntimeError("bench: this release is broken on purpose")\n'
+    serve.write_text(text)
+    cfg = d / "fabric.yaml"
+    cfg.write_text(f"flasksample:\n  app_dir: {app}\n")
+    return str(cfg)
+
+
+def edit_in_place_cmd(root: str, tag: str) -> str:
+    """Shell line changing the body of the release `current` points to (the article's `git pull`)."""
+    return (f"sed -i 's/return \"Hello World![^\"]*\"/return \"Hello World! {tag}\"/' "
+            f"$(readlink -f {root}/current)/serve.py")

@@ -1,0 +1,106 @@
+"""Sandbox hosts for the benchmark: start/stop them, run root commands, run the real `fab` CLI.
+
+Root commands go over one OpenSSH ControlMaster connection per host (~7 ms a command), so an
+event like `systemctl restart` is timed as an operator on the host would see it, not plus an
+SSH handshake. `fab` is always the real CLI in a subprocess: its start-up, connection and
+packing are part of what a deploy costs.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FAB = [sys.executable, "-m", "fabric"]
+
+
+@dataclass
+class FabRun:
+    rc: int
+    wall: float
+    out: str
+
+    def steps(self) -> dict[str, float]:
+        """`lock 0.00s, unpack 0.01s, …` lines → {step: seconds} (summed across hosts/lines)."""
+        found: dict[str, float] = {}
+        for m in re.finditer(r"\b([a-z]+) (\d+\.\d+)s\b", "\n".join(
+                l for l in self.out.splitlines() if re.search(r"\]\s+[a-z]+ \d+\.\d+s,", l))):
+            found[m.group(1)] = max(found.get(m.group(1), 0.0), float(m.group(2)))
+        return found
+
+    def live_total(self) -> float | None:
+        """The deploy's own total, `release … is live: … (0.95s)`."""
+        m = re.findall(r"is live: \S+ \((\d+\.\d+)s\)", self.out)
+        return max(map(float, m)) if m else None
+
+
+class Host:
+    def __init__(self, sandbox_host, control_dir: str):
+        self.sh = sandbox_host
+        self.name, self.address, self.ssh_config = sandbox_host.name, sandbox_host.address, sandbox_host.ssh_config
+        self.control = f"{control_dir}/{self.name}"
+
+    def _ssh(self) -> list[str]:
+        return ["ssh", "-F", self.ssh_config, "-o", "ControlMaster=auto", "-o", f"ControlPath={self.control}",
+                "-o", "ControlPersist=600", "-o", "BatchMode=yes", f"root@{self.name}"]
+
+    def root(self, cmd: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        p = subprocess.run(self._ssh() + [cmd], capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"{self.name}: `{cmd}` exited {p.returncode}: {p.stderr.strip()} {p.stdout.strip()}")
+        return p
+
+    def close(self) -> None:
+        subprocess.run(["ssh", "-F", self.ssh_config, "-o", f"ControlPath={self.control}", "-O", "exit",
+                        f"root@{self.name}"], capture_output=True, timeout=10)
+
+    def wait_http(self, contains: str = "", timeout: float = 30) -> None:
+        """Until nginx answers 200 on / (with `contains` in the body), as seen from the host."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            p = self.root("curl -sf -m 2 http://127.0.0.1/", check=False)
+            if p.returncode == 0 and contains in p.stdout:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name}: / did not answer {contains!r} within {timeout}s")
+
+
+def fab(hosts: list[Host], *task: str, config: str | None = None, timeout: float = 300) -> FabRun:
+    argv = FAB + ["-S", hosts[0].ssh_config, "-H", ",".join(h.name for h in hosts)]
+    if config:
+        argv += ["-f", config]
+    t = time.monotonic()
+    p = subprocess.run(argv + list(task), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    return FabRun(p.returncode, time.monotonic() - t, p.stdout + p.stderr)
+
+
+def start(names: list[str], log) -> list:
+    from deploy.sandbox import up
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:
+        futures = [pool.submit(up, n) for n in names]
+    errors = [f.exception() for f in futures if f.exception()]
+    if errors:
+        stop(names, log)
+        raise errors[0]
+    return [f.result() for f in futures]
+
+
+def stop(names: list[str], log) -> None:
+    from deploy.sandbox import down, list_hosts
+    existing = {h.name for h in list_hosts()}
+    for n in names:
+        if n in existing:
+            try:
+                down(n)
+            except Exception as e:  # keep removing the others
+                log(f"could not remove sandbox host {n}: {e}")
+
+
+def control_dir() -> str:
+    return tempfile.mkdtemp(prefix="bench-ssh-")
