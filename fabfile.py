@@ -3,11 +3,13 @@
     fab -H deploy@web1 setup deploy        set up a bare Debian/Ubuntu host, ship the app
     fab -H web1,web2 deploy                 several hosts: prepared in parallel, switched together
     fab -H web1 status | logs -f | rollback | restart | releases
+    fab -H web1 trust [--fingerprint SHA256:…]   check and record a host's SSH key
     fab sandbox.up                          a local throwaway Debian host to try it on
 """
 from invoke import Collection
 
 from deploy import deployer, ops, provision, release, settings
+from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
 from deploy.fleet import each, remotes_for_run
 from deploy.sandbox.tasks import sandbox as sandbox_ns
@@ -19,6 +21,7 @@ def _remotes(c, task):
     if remotes is None:
         return None, None
     by_host = {r.label: settings.load(c.config, host=r.label) for r in remotes}
+    each(remotes, lambda r: r.connect())  # every host's key is checked before any host is touched
     return remotes, lambda r: by_host[r.label]
 
 
@@ -83,6 +86,14 @@ def logs(c, follow=False, lines=50, since=None, nginx=False):
             r.run(ops.logs_script(settings_for(r), follow, int(lines), since, nginx), stream=True)
 
 
+@kit_task(help={"fingerprint": "expected SHA256:… of the host key: check it, no prompt (CI)",
+                "yes": "record the key without asking"})
+def trust(c, fingerprint=None, yes=False):
+    """Fetch each host's SSH key, show its SHA256 fingerprint, record it in known_hosts once confirmed."""
+    for r in remotes_for_run(c, "trust") or []:
+        hostkeys.trust_host(r.conn, r.label, fingerprint, yes, say, hostkeys.ask)
+
+
 @kit_task(name="settings")
 def show_settings(c):
     """Every setting with its default and meaning (set them under flasksample: in fabric.yaml)."""
@@ -91,5 +102,5 @@ def show_settings(c):
         say(line)
 
 
-ns = Collection(setup, deploy, rollback, restart, status, releases, logs, show_settings)
+ns = Collection(setup, deploy, rollback, restart, status, releases, logs, trust, show_settings)
 ns.add_collection(sandbox_ns)

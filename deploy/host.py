@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import paramiko
 from invoke.exceptions import UnexpectedExit
 
+from deploy import trust
 from deploy.errors import KitError
 from deploy.shell import q
 
@@ -66,11 +67,14 @@ class Remote:
 
     def connect(self) -> None:
         host, port, user = self.conn.host, self.conn.port, self.conn.user
+        if self.conn.is_connected:
+            return
+        view = trust.guard(self.conn, self.label)  # known_hosts + policy, before anything is sent
         try:
             self.conn.open()
         except paramiko.BadHostKeyException as e:
-            raise KitError(f"{self.label}: the host key changed ({e})",
-                           "check the server, then `fab -H HOST trust`") from None
+            self.conn.client.close()
+            raise trust.bad_key_error(view, e) from None
         except paramiko.AuthenticationException:
             raise KitError(f"{self.label}: SSH refused the key for user {user}",
                            "pass the right key with -i KEY or set IdentityFile in ~/.ssh/config") from None
@@ -78,6 +82,7 @@ class Remote:
             raise KitError(f"{self.label}: cannot resolve host name {host}",
                            "check the name in -H or ~/.ssh/config") from None
         except KitError:
+            self.conn.client.close()
             raise
         except (paramiko.SSHException, OSError, EOFError) as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__

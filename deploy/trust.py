@@ -1,0 +1,515 @@
+"""Host keys: which known_hosts files a connection uses, checking the key a server offers,
+SHA256 fingerprints, fetching a host's key and recording it (`fab trust`).
+
+Fabric accepts any host key (paramiko's AutoAddPolicy). `guard(conn, label)` replaces that,
+before `conn.open()`, with OpenSSH's rules as far as the kit needs them:
+
+- files: UserKnownHostsFile (default ~/.ssh/known_hosts ~/.ssh/known_hosts2) and
+  GlobalKnownHostsFile (/etc/ssh/ssh_known_hosts{,2}) from the ssh config Fabric parsed for
+  the host (`conn.ssh_config`: /etc/ssh/ssh_config + ~/.ssh/config, or the `-S` file);
+- the host is looked up by HostKeyAlias, else HostName (`[host]:port` off port 22), plain,
+  hashed (`|1|…`) and `*`/`?`/`!` pattern entries alike; `@revoked` keys are refused;
+- a known key connects; a changed key is always refused; an unknown key is refused under
+  'strict' and recorded under 'accept-new'. StrictHostKeyChecking for the host decides where
+  set (yes/ask: strict, accept-new: accept-new, no/off: accept-new — never a changed key),
+  else the kit's `host_key_policy` setting;
+- keys are recorded in the first user file, hashed when HashKnownHosts is yes.
+
+The check happens after the key exchange and before authentication: a refused host never
+sees a login, so nothing runs there. Pure parts (parsing, matching, messages) take text and
+values; the thin parts at the end touch files and sockets.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import shlex
+import socket
+import sys
+from dataclasses import dataclass
+
+import paramiko
+
+from deploy.errors import KitError
+
+DEFAULT_USER_FILES = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+DEFAULT_GLOBAL_FILES = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+KEY_LABELS = {"ssh-ed25519": "ED25519", "ssh-rsa": "RSA", "ssh-dss": "DSA",
+              "ecdsa-sha2-nistp256": "ECDSA", "ecdsa-sha2-nistp384": "ECDSA",
+              "ecdsa-sha2-nistp521": "ECDSA"}
+POLICIES = ("strict", "accept-new")
+SERVER_KEY_HINT = "on the server: ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub"
+
+
+# -- pure: fingerprints, parsing, matching ----------------------------------------------------
+
+def fingerprint(blob: bytes) -> str:
+    """OpenSSH's SHA256 fingerprint of a public key blob: SHA256:<base64, no padding>."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def normalize_fingerprint(text: str) -> str:
+    """'SHA256:abc', 'abc' or 'sha256:abc=' → 'SHA256:abc'; KitError for other formats."""
+    value = text.strip()
+    if value.upper().startswith("MD5:"):
+        raise KitError(f"fingerprint {value} is MD5", "give the SHA256 one (ssh-keygen -lf KEY.pub)")
+    if value[:7].upper() == "SHA256:":
+        value = value[7:]
+    value = value.rstrip("=")
+    if not value or any(ch not in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+                        for ch in value):
+        raise KitError(f"{text!r} is not a SHA256 fingerprint", "write it like SHA256:3b9f…, as "
+                       "ssh-keygen -lf prints it")
+    return "SHA256:" + value
+
+
+def key_label(keytype: str) -> str:
+    return KEY_LABELS.get(keytype, keytype)
+
+
+def lookup_name(host: str, port: int, alias: str | None = None) -> str:
+    """The name a host's keys are stored under: HostKeyAlias, or host / [host]:port."""
+    if alias:
+        return alias
+    return host if int(port) == 22 else f"[{host}]:{int(port)}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One known_hosts line: host patterns, key type, base64 key, optional @marker."""
+
+    patterns: tuple[str, ...]
+    keytype: str
+    key_b64: str
+    marker: str = ""
+    file: str = ""
+    lineno: int = 0
+
+    @property
+    def blob(self) -> bytes:
+        try:
+            return base64.b64decode(self.key_b64)
+        except (ValueError, TypeError):
+            return b""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.blob)
+
+
+def parse_line(line: str, file: str = "", lineno: int = 0) -> Entry | None:
+    """A known_hosts line → Entry, or None for comments, blanks and lines that do not parse."""
+    fields = line.split()
+    if not fields or fields[0].startswith("#"):
+        return None
+    marker = ""
+    if fields[0].startswith("@"):
+        marker, fields = fields[0], fields[1:]
+    if len(fields) < 3:
+        return None
+    return Entry(tuple(fields[0].split(",")), fields[1], fields[2], marker, file, lineno)
+
+
+def parse_known_hosts(text: str, file: str = "") -> list[Entry]:
+    entries = []
+    for n, line in enumerate(text.splitlines(), 1):
+        entry = parse_line(line, file, n)
+        if entry is not None:
+            entries.append(entry)
+    return entries
+
+
+def _hashed_matches(pattern: str, name: str) -> bool:
+    parts = pattern.split("|")  # |1|salt|hash
+    if len(parts) != 4 or parts[1] != "1":
+        return False
+    try:
+        salt, want = base64.b64decode(parts[2]), base64.b64decode(parts[3])
+    except ValueError:
+        return False
+    return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), want)
+
+
+def hash_name(name: str, salt: bytes | None = None) -> str:
+    """OpenSSH's hashed host name (HashKnownHosts yes): |1|base64(salt)|base64(hmac-sha1)."""
+    salt = salt if salt is not None else os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+def _glob(pattern: str, name: str) -> bool:
+    """OpenSSH patterns: only * and ? are special (not [..], so [host]:port is literal)."""
+    rx = "".join(".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern)
+    return re.fullmatch(rx, name) is not None
+
+
+def matches(entry: Entry, name: str) -> bool:
+    """OpenSSH's rule: some pattern matches and no negated (!) pattern does."""
+    name = name.lower()
+    hit = False
+    for pattern in entry.patterns:
+        if pattern.startswith("|"):
+            hit = hit or _hashed_matches(pattern, name)
+            continue
+        negated = pattern.startswith("!")
+        p = pattern[1:] if negated else pattern
+        if _glob(p.lower(), name):
+            if negated:
+                return False
+            hit = True
+    return hit
+
+
+def known_for(entries: list[Entry], name: str) -> list[Entry]:
+    """The plain (not @marker) entries for `name`, in file order."""
+    return [e for e in entries if not e.marker and matches(e, name)]
+
+
+def is_revoked(entries: list[Entry], blob: bytes) -> bool:
+    return any(e.marker == "@revoked" and e.blob == blob for e in entries)
+
+
+def verdict(entries: list[Entry], name: str, blob: bytes) -> str:
+    """'known' | 'changed' | 'unknown' | 'revoked' for the key `blob` offered by `name`."""
+    if is_revoked(entries, blob):
+        return "revoked"
+    known = known_for(entries, name)
+    if any(e.blob == blob for e in known):
+        return "known"
+    return "changed" if known else "unknown"
+
+
+def entry_line(name: str, keytype: str, key_b64: str, hashed: bool = False) -> str:
+    return f"{hash_name(name) if hashed else name} {keytype} {key_b64}\n"
+
+
+def without_name(text: str, name: str) -> tuple[str, int]:
+    """`text` minus `name` in plain entries (as `ssh-keygen -R` does; patterns stay).
+
+    A line naming other hosts too keeps them; a line left with no name goes. Returns the new
+    text and how many entries were changed or dropped.
+    """
+    out, changed = [], 0
+    lname = name.lower()
+    for line in text.splitlines(keepends=True):
+        entry = parse_line(line)
+        if entry is None or entry.marker:
+            out.append(line)
+            continue
+        keep = [p for p in entry.patterns
+                if not (p.lower() == lname or (p.startswith("|") and _hashed_matches(p, lname)))]
+        if len(keep) == len(entry.patterns):
+            out.append(line)
+            continue
+        changed += 1
+        if keep:
+            rest = line.split(None, 1)[1]
+            out.append(",".join(keep) + " " + rest)
+    return "".join(out), changed
+
+
+def expand_path(path: str, user: str = "", host: str = "") -> str:
+    """~, %d (home), %u (local user), %h (remote host), %% in a known_hosts path."""
+    home = os.path.expanduser("~")
+    path = path.replace("%%", "\0").replace("%d", home).replace("%u", user)
+    path = path.replace("%h", host).replace("\0", "%")
+    return os.path.expanduser(path)
+
+
+def files_from_config(ssh_config: dict, host: str = "") -> tuple[list[str], list[str]]:
+    """(user files, global files) named by UserKnownHostsFile / GlobalKnownHostsFile."""
+    import getpass
+
+    user = getpass.getuser()
+
+    def files(key, default):
+        raw = ssh_config.get(key)
+        if isinstance(raw, list):
+            raw = " ".join(raw)
+        names = shlex.split(raw) if raw else list(default)
+        if [n.lower() for n in names] == ["none"]:
+            return []
+        return [expand_path(n, user, host) for n in names]
+
+    return files("userknownhostsfile", DEFAULT_USER_FILES), \
+        files("globalknownhostsfile", DEFAULT_GLOBAL_FILES)
+
+
+def policy_for(ssh_config: dict, setting: str) -> str:
+    """The policy for a host: StrictHostKeyChecking where set, else the kit's setting."""
+    value = str(ssh_config.get("stricthostkeychecking", "")).strip().lower()
+    if value in ("yes", "ask", "true"):
+        return "strict"
+    if value in ("accept-new", "no", "off", "false"):
+        return "accept-new"
+    return setting if setting in POLICIES else "strict"
+
+
+def hashed_config(ssh_config: dict) -> bool:
+    return str(ssh_config.get("hashknownhosts", "no")).strip().lower() in ("yes", "true")
+
+
+# -- pure: the one-line errors ----------------------------------------------------------------
+
+def trust_command(label: str, ssh_config_path: str | None = None, fp: str | None = None) -> str:
+    s_opt = f"-S {ssh_config_path} " if ssh_config_path else ""
+    fp_opt = f" --fingerprint {fp}" if fp else ""
+    return f"fab {s_opt}-H {label} trust{fp_opt}"
+
+
+def unknown_error(label: str, name: str, keytype: str, fp: str, files: list[str],
+                  ssh_config_path: str | None = None) -> KitError:
+    where = files[0] if files else "no known_hosts file"
+    return KitError(
+        f"{label}: unknown host key for {name}: {key_label(keytype)} {fp} (not in {where}); "
+        "nothing was sent to it",
+        f"if {fp} is the server's key ({SERVER_KEY_HINT}), run `{trust_command(label, ssh_config_path)}`")
+
+
+def changed_error(label: str, name: str, keytype: str, old: Entry, new_fp: str,
+                  ssh_config_path: str | None = None) -> KitError:
+    return KitError(
+        f"{label}: the host key of {name} CHANGED: {old.file}:{old.lineno} has {key_label(old.keytype)} "
+        f"{old.fingerprint}, the server offers {key_label(keytype)} {new_fp}; nothing was sent to it "
+        "(someone may be intercepting the connection, or the server was re-installed)",
+        f"if the server was re-installed and {new_fp} is its key ({SERVER_KEY_HINT}), "
+        f"run `{trust_command(label, ssh_config_path)}`")
+
+
+def revoked_error(label: str, name: str, keytype: str, fp: str) -> KitError:
+    return KitError(f"{label}: the host key of {name} ({key_label(keytype)} {fp}) is marked "
+                    "@revoked in known_hosts; nothing was sent to it",
+                    "give the server a new host key, then trust that one")
+
+
+# -- thin: files, the paramiko policy, fetching a key -----------------------------------------
+
+@dataclass
+class HostView:
+    """Everything trust needs about one connection's host."""
+
+    label: str
+    name: str                  # lookup name in known_hosts
+    host: str
+    port: int
+    user_files: list[str]
+    global_files: list[str]
+    policy: str
+    hashed: bool
+    ssh_config_path: str | None
+
+    @property
+    def files(self) -> list[str]:
+        return self.user_files + self.global_files
+
+    @property
+    def write_file(self) -> str:
+        if not self.user_files:
+            raise KitError(f"{self.label}: UserKnownHostsFile is none in the ssh config",
+                           "name a known_hosts file there to record host keys in")
+        return self.user_files[0]
+
+    def entries(self) -> list[Entry]:
+        out = []
+        for path in self.files:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    out.extend(parse_known_hosts(f.read(), path))
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                raise KitError(f"cannot read known_hosts file {path} ({e.strerror})",
+                               "fix its permissions") from None
+        return out
+
+
+def view_for(conn, label: str | None = None, setting: str = "strict") -> HostView:
+    ssh_config = dict(conn.ssh_config or {})
+    user_files, global_files = files_from_config(ssh_config, conn.host)
+    path = getattr(conn.config, "_runtime_ssh_path", None) or conn.config.get("ssh_config_path")
+    return HostView(label or conn.original_host,
+                    lookup_name(conn.host, conn.port, ssh_config.get("hostkeyalias")),
+                    conn.host, int(conn.port), user_files, global_files,
+                    policy_for(ssh_config, setting), hashed_config(ssh_config), path)
+
+
+def record(view: HostView, keytype: str, key_b64: str) -> str:
+    """Write the key for the view's host into its first user file (replacing older ones)."""
+    path = view.write_file
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        text, mode = "", 0o644
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    text, _ = without_name(text, view.name)
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += entry_line(view.name, keytype, key_b64, view.hashed)
+    tmp = f"{path}.kit-new{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+    return path
+
+
+class KitHostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """Called by paramiko only for a host with no known key: refuse, or record (accept-new)."""
+
+    def __init__(self, view: HostView, entries: list[Entry], notify=None):
+        self.view, self.entries, self.notify = view, entries, notify
+
+    def missing_host_key(self, client, hostname, key):
+        v, fp = self.view, fingerprint(key.asbytes())
+        if is_revoked(self.entries, key.asbytes()):
+            raise revoked_error(v.label, v.name, key.get_name(), fp)
+        if v.policy != "accept-new":
+            raise unknown_error(v.label, v.name, key.get_name(), fp, v.user_files, v.ssh_config_path)
+        path = record(v, key.get_name(), key.get_base64())
+        if self.notify:
+            self.notify(f"[{v.label}] accept-new: recorded {key_label(key.get_name())} key {fp} "
+                        f"for {v.name} in {path}")
+
+
+def _note(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def setting_policy(conn, label: str) -> str:
+    """The host_key_policy setting for this host (settings are the one config source)."""
+    from deploy import settings
+
+    return settings.load(conn.config, host=label).host_key_policy
+
+
+def guard(conn, label: str | None = None, setting: str | None = None) -> HostView:
+    """Make `conn` check host keys as described above; call before `conn.open()`."""
+    label = label or conn.original_host
+    setting = setting or setting_policy(conn, label)
+    view = view_for(conn, label, setting)
+    entries = view.entries()
+    keys = conn.client.get_host_keys()
+    paramiko_name = lookup_name(conn.host, conn.port)
+    for e in reversed(known_for(entries, view.name)):  # first file wins, as in OpenSSH
+        try:
+            keys.add(paramiko_name, e.keytype, paramiko.PKey.from_type_string(e.keytype, e.blob))
+        except Exception:  # a key type paramiko cannot read cannot match either
+            continue
+    conn.client.set_missing_host_key_policy(KitHostKeyPolicy(view, entries, _note))
+    gateway = getattr(conn, "gateway", None)
+    if gateway is not None and hasattr(gateway, "client"):
+        guard(gateway, f"{label} (via {gateway.original_host})", setting)
+    return view
+
+
+def bad_key_error(view: HostView, e: paramiko.BadHostKeyException) -> KitError:
+    """paramiko's 'changed key' exception → the kit's one-line error."""
+    known = known_for(view.entries(), view.name)
+    want = e.expected_key.asbytes()
+    old = next((k for k in known if k.blob == want), None) or (known[0] if known else Entry(
+        (view.name,), e.expected_key.get_name(), e.expected_key.get_base64(), "", "known_hosts"))
+    return changed_error(view.label, view.name, e.key.get_name(), old,
+                         fingerprint(e.key.asbytes()), view.ssh_config_path)
+
+
+def fetch_key(conn, view: HostView, timeout: float = 10.0) -> paramiko.PKey:
+    """The host key the server offers (key exchange only: no login, nothing runs there)."""
+    known_types = [e.keytype for e in known_for(view.entries(), view.name)]
+    try:
+        sock = conn.open_gateway() if conn.gateway else socket.create_connection(
+            (conn.host, conn.port), timeout=conn.connect_timeout or timeout)
+    except socket.gaierror:
+        raise KitError(f"{view.label}: cannot resolve host name {conn.host}",
+                       "check the name in -H or the ssh config") from None
+    except OSError as e:
+        raise KitError(f"{view.label}: cannot connect to {conn.host}:{conn.port} ({e.strerror or e})",
+                       "check the address and that sshd is running there") from None
+    transport = paramiko.Transport(sock)
+    try:
+        if known_types:  # ask for the type we know, so a changed key is compared like for like
+            opts = transport.get_security_options()
+            first = [t for t in known_types if t in opts.key_types][:1]
+            opts.key_types = first + [t for t in opts.key_types if t not in first]
+        transport.start_client(timeout=conn.connect_timeout or timeout)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, EOFError, OSError) as e:
+        raise KitError(f"{view.label}: SSH key exchange with {conn.host}:{conn.port} failed ({e})",
+                       "check that sshd is running there") from None
+    finally:
+        transport.close()
+
+
+def trust_host(conn, label: str, expected: str | None, yes: bool, say, confirm) -> str:
+    """`fab trust` for one host: show the key, check/confirm it, record it. Returns the verdict."""
+    view = view_for(conn, label)
+    key = fetch_key(conn, view)
+    blob, fp = key.asbytes(), fingerprint(key.asbytes())
+    entries = view.entries()
+    state = verdict(entries, view.name, blob)
+    say(f"[{label}] {view.name} offers {key_label(key.get_name())} key {fp}")
+    if state == "revoked":
+        raise revoked_error(label, view.name, key.get_name(), fp)
+    if expected is not None and normalize_fingerprint(expected) != fp:
+        raise KitError(f"{label}: {view.name} offers {fp}, not the expected "
+                       f"{normalize_fingerprint(expected)}; nothing was recorded",
+                       f"check you reach the right server and the fingerprint ({SERVER_KEY_HINT})")
+    if state == "known":
+        say(f"[{label}] already trusted ({next(e.file for e in known_for(entries, view.name) if e.blob == blob)})")
+        return state
+    if state == "changed":
+        for old in known_for(entries, view.name):
+            say(f"[{label}] WARNING: {old.file}:{old.lineno} has a different key for it: "
+                f"{key_label(old.keytype)} {old.fingerprint}")
+    if expected is None and not yes:
+        if not confirm(f"[{label}] record this key as {view.name}'s in {view.write_file}? [y/N] "):
+            raise KitError(f"{label}: key not trusted; nothing was recorded",
+                           f"compare {fp} with the server's ({SERVER_KEY_HINT}) and run again")
+    path = record(view, key.get_name(), key.get_base64())
+    stale = [e for e in known_for(view.entries(), view.name) if e.blob != blob]
+    if stale:
+        e = stale[0]
+        raise KitError(f"{label}: recorded {fp} in {path}, but {e.file}:{e.lineno} still holds the "
+                       f"old key {e.fingerprint} for {view.name}, which the kit does not edit",
+                       f"remove it: ssh-keygen -R {view.name} -f {e.file}")
+    say(f"[{label}] recorded in {path}")
+    return state
+
+
+def stale_notes(address: str, name: str, pubkey_line: str, files: list[str] | None = None) -> list[str]:
+    """For a new sandbox host: lines telling the user their own known_hosts still holds a
+    different key for its address or name (an earlier host), and the command that fixes it."""
+    fields = pubkey_line.split()
+    if len(fields) < 2:
+        return []
+    blob = base64.b64decode(fields[1])
+    fp = fingerprint(blob)
+    files = files if files is not None else [expand_path(p) for p in DEFAULT_USER_FILES]
+    notes = []
+    for path in files:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                entries = parse_known_hosts(f.read(), path)
+        except OSError:
+            continue
+        for who in (address, name):
+            if verdict(entries, who, blob) == "changed":
+                notes.append(f"note: {path} still has the key of an earlier host for {who}, so the "
+                             f"kit refuses it there; this host's key is {key_label(fields[0])} {fp}. "
+                             f"Fix: {trust_command(who, fp=fp)}")
+    return notes
+
+
+def ask(prompt: str) -> bool:
+    """y/N on the terminal; without one, refuse (CI must use --fingerprint or --yes)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        raise KitError("no terminal to confirm the host key on",
+                       "pass --fingerprint SHA256:… (checked against the server's key) or --yes")
+    try:
+        return input(prompt).strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
