@@ -10,6 +10,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from deploy import trust
 from deploy.errors import KitError
 from deploy.sandbox import image, machine, network, paths, sshfiles, state
 from deploy.sandbox.locking import file_lock
@@ -171,6 +172,9 @@ def up(name: str | None = None, log=lambda msg: None) -> SandboxHost:
             raise
         raise KitError(f"sandbox host {name} failed to start: {e}",
                        f"read {kept} (nspawn/boot output)") from e
+    # the user's own known_hosts may still hold an earlier host's key for this address/name
+    for note in trust.stale_notes(host.address, host.name, record["hostkey"]):
+        log(note)
     return host
 
 
