@@ -1,0 +1,338 @@
+"""deploy/steps: plans from facts — bare host, converged host (idempotence), drift, manager switch."""
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from deploy import layout, templates
+from deploy.facts import MISSING
+from deploy.managers import supervisor, systemd
+from deploy.provision import apply_script, plan
+from deploy.shell import write_file
+from deploy.steps import ordered
+from deploy.steps.packages import install_line
+
+BARE_ANSWER = {"pkg": MISSING, "user": MISSING, "dir": MISSING, "sha": MISSING,
+               "link": MISSING, "exists": "no", "enabled": "", "active": ""}
+
+SERVICE = "/etc/systemd/system/flasksample.service"
+SOCKET = "/etc/systemd/system/flasksample.socket"
+SUP_CONF = "/etc/supervisor/conf.d/flasksample.conf"
+SITE = "/etc/nginx/sites-available/flasksample.conf"
+
+
+def sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def probes(s):
+    return [p for st in ordered(s) for p in st.probes(s)]
+
+
+def bare(s) -> dict:
+    """What the probe script answers on a fresh Debian host."""
+    return {p.key: BARE_ANSWER[p.kind] for p in probes(s)}
+
+
+def converged(s) -> dict:
+    """What the probe script answers on a host in exactly the wanted state (written out by hand)."""
+    contents = {SERVICE: templates.render("systemd/app.service.j2", s),
+                SOCKET: templates.render("systemd/app.socket.j2", s),
+                SUP_CONF: templates.render("supervisor/app.conf.j2", s),
+                SITE: templates.render("nginx/site.conf.j2", s)}
+    dirs = {"/srv/flasksample": "root:root:755", "/srv/flasksample/releases": "root:root:755",
+            "/srv/flasksample/venvs": "root:root:755",
+            "/srv/flasksample/shared": "root:flasksample:750",
+            "/srv/flasksample/.kit": "root:root:700"}
+    answer = {}
+    for p in probes(s):
+        answer[p.key] = {
+            "pkg": lambda a: "installed",
+            "user": lambda a: "flasksample:/srv/flasksample:/usr/sbin/nologin",
+            "dir": lambda a: dirs[a],
+            "sha": lambda a: sha(contents[a]),
+            "link": lambda a: SITE,
+            "exists": lambda a: "no",
+            "enabled": lambda a: "enabled",
+            "active": lambda a: "active",
+        }[p.kind](p.arg)
+    return answer
+
+
+def by_step(changes):
+    return {ch.step: ch for ch in changes}
+
+
+# -- order and probes ------------------------------------------------------------------------
+
+def test_setup_steps_in_order(make):
+    assert [st.name for st in ordered(make())] == \
+        ["packages", "user", "directories", "systemd-units", "nginx-site"]
+    assert [st.name for st in ordered(make(process_manager="supervisor"))] == \
+        ["packages", "user", "directories", "supervisor-units", "nginx-site"]
+
+
+def test_probes_cover_the_other_manager(s, make):
+    keys = {p.key for p in probes(s)}
+    assert {f"sha:{SERVICE}", f"sha:{SOCKET}", f"exists:{SUP_CONF}", f"sha:{SITE}",
+            "enabled:flasksample.socket", "active:flasksample.service"} <= keys
+    keys = {p.key for p in probes(make(process_manager="supervisor"))}
+    assert {f"sha:{SUP_CONF}", f"exists:{SERVICE}", "pkg:supervisor", "active:supervisor"} <= keys
+
+
+# -- bare host: everything changes -----------------------------------------------------------
+
+@pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+def test_bare_host_changes_every_step(make, manager):
+    s = make(process_manager=manager)
+    changes = plan(s, bare(s))
+    assert all(ch.changed for ch in changes), [ch.step for ch in changes if not ch.changed]
+    assert all(ch.summary != "unchanged" for ch in changes)
+
+
+def test_bare_host_plan_lines(s):
+    steps = by_step(plan(s, bare(s)))
+    assert steps["packages"].lines == [install_line(["nginx", "python3-venv", "curl"])]
+    assert steps["packages"].summary == "install nginx python3-venv curl"
+    assert steps["user"].lines == [
+        "useradd --system --user-group --home-dir /srv/flasksample --no-create-home "
+        "--shell /usr/sbin/nologin flasksample"]
+    assert steps["directories"].lines == [
+        "install -d -o root -g root -m 755 /srv/flasksample",
+        "install -d -o root -g root -m 755 /srv/flasksample/releases",
+        "install -d -o root -g root -m 755 /srv/flasksample/venvs",
+        "install -d -o root -g flasksample -m 750 /srv/flasksample/shared",
+        "install -d -o root -g root -m 700 /srv/flasksample/.kit",
+    ]
+    sock, svc = (templates.render("systemd/app.socket.j2", s),
+                 templates.render("systemd/app.service.j2", s))
+    assert steps["systemd-units"].lines == [
+        "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
+        write_file("/tmp/kit-stage/flasksample.socket", sock),
+        write_file("/tmp/kit-stage/flasksample.service", svc),
+        systemd.verify(s, ["/tmp/kit-stage/flasksample.socket", "/tmp/kit-stage/flasksample.service"]),
+        write_file(SOCKET, sock),
+        write_file(SERVICE, svc),
+        "rm -rf /tmp/kit-stage",
+        "systemctl daemon-reload",
+        "systemctl enable -q flasksample.socket flasksample.service",
+        "systemctl start flasksample.socket",
+    ]
+    assert steps["nginx-site"].lines[-1] == "systemctl enable -q nginx"
+    assert "nginx -t" in " ".join(steps["nginx-site"].lines)
+
+
+def test_bare_host_supervisor_plan(make):
+    s = make(process_manager="supervisor")
+    steps = by_step(plan(s, bare(s)))
+    assert steps["packages"].lines == [install_line(["nginx", "python3-venv", "curl", "supervisor"])]
+    conf = templates.render("supervisor/app.conf.j2", s)
+    assert steps["supervisor-units"].lines == [
+        "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
+        write_file("/tmp/kit-stage/flasksample.conf", conf),
+        supervisor.verify(s, ["/tmp/kit-stage/flasksample.conf"]),
+        write_file(SUP_CONF, conf),
+        "rm -rf /tmp/kit-stage",
+        "systemctl enable -q supervisor",
+        "systemctl start supervisor",
+        "for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && break; sleep 0.1; done",
+        "usermod -a -G flasksample www-data && systemctl reload-or-restart nginx",
+        "supervisorctl reread >/dev/null && supervisorctl update >/dev/null",
+    ]
+
+
+def test_install_line_retries_after_apt_update_and_reports_one_error():
+    assert install_line(["nginx", "curl"]) == (
+        "{ apt-get install -y -q --no-install-recommends nginx curl || { apt-get update -q && "
+        "apt-get install -y -q --no-install-recommends nginx curl; }; } >/tmp/kit-apt.log 2>&1 "
+        "|| { tail -n 5 /tmp/kit-apt.log; echo '::error apt-get install nginx curl failed'; exit 1; }")
+
+
+@pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+def test_bare_host_apply_script_parses(make, manager, syntax_ok):
+    s = make(process_manager=manager)
+    text = apply_script(plan(s, bare(s)))
+    result = syntax_ok(text)
+    assert result.returncode == 0, result.stderr
+    assert text.count("::step ") == 5
+
+
+# -- converged host: nothing changes (idempotence) -------------------------------------------
+
+@pytest.mark.parametrize("manager", ["systemd", "supervisor"])
+def test_wanted_state_plans_nothing(make, manager):
+    s = make(process_manager=manager)
+    changes = plan(s, converged(s))
+    assert [(ch.step, ch.summary, ch.lines) for ch in changes] == \
+        [(ch.step, "unchanged", []) for ch in changes]
+    assert apply_script(changes) == apply_script([])
+
+
+def test_wanted_state_for_custom_settings_plans_nothing(make):
+    s = make(app_name="shop", base_dir="/opt/shop", workers=3, domains=["shop.example"])
+    f = bare(s)
+    # the same answers as converged(), for paths of this app
+    for key in f:
+        kind, arg = key.split(":", 1)
+        f[key] = {"pkg": "installed", "user": "shop:/opt/shop:/usr/sbin/nologin",
+                  "link": layout.nginx_site(s), "exists": "no", "enabled": "enabled",
+                  "active": "active"}.get(kind, f[key])
+    for path, owner, mode in [("/opt/shop", "root:root", "755"), ("/opt/shop/releases", "root:root", "755"),
+                              ("/opt/shop/venvs", "root:root", "755"),
+                              ("/opt/shop/shared", "root:shop", "750"), ("/opt/shop/.kit", "root:root", "700")]:
+        f[f"dir:{path}"] = f"{owner}:{mode}"
+    for path, tpl in [("/etc/systemd/system/shop.service", "systemd/app.service.j2"),
+                      ("/etc/systemd/system/shop.socket", "systemd/app.socket.j2"),
+                      ("/etc/nginx/sites-available/shop.conf", "nginx/site.conf.j2")]:
+        f[f"sha:{path}"] = sha(templates.render(tpl, s))
+    assert not any(ch.changed for ch in plan(s, f))
+
+
+# -- drift -----------------------------------------------------------------------------------
+
+def test_changed_service_hash_rewrites_verifies_and_reloads(s):
+    f = converged(s)
+    f[f"sha:{SERVICE}"] = "0" * 64  # hand-edited or outdated unit
+    steps = by_step(plan(s, f))
+    assert [name for name, ch in steps.items() if ch.changed] == ["systemd-units"]
+    sock, svc = (templates.render("systemd/app.socket.j2", s),
+                 templates.render("systemd/app.service.j2", s))
+    assert steps["systemd-units"].lines == [
+        "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
+        write_file("/tmp/kit-stage/flasksample.socket", sock),
+        write_file("/tmp/kit-stage/flasksample.service", svc),
+        systemd.verify(s, ["/tmp/kit-stage/flasksample.socket", "/tmp/kit-stage/flasksample.service"]),
+        write_file(SERVICE, svc),
+        "rm -rf /tmp/kit-stage",
+        "systemctl daemon-reload",
+        "systemctl restart flasksample.service",
+    ]
+    assert steps["systemd-units"].summary == f"write {SERVICE}"
+
+
+def test_verify_line_is_systemd_analyze_on_the_staged_copies(s):
+    assert systemd.verify(s, ["/tmp/kit-stage/a.socket", "/tmp/kit-stage/a.service"]) == (
+        "if [ ! -x /srv/flasksample/current/.venv/bin/gunicorn ]; then sed -i "
+        "'s#^ExecStart=/srv/flasksample/current/.venv/bin/gunicorn #ExecStart=/bin/true #' "
+        "/tmp/kit-stage/a.socket /tmp/kit-stage/a.service; fi; systemd-analyze verify "
+        "/tmp/kit-stage/a.socket /tmp/kit-stage/a.service >/tmp/kit-verify.log 2>&1 || "
+        "{ cat /tmp/kit-verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }")
+
+
+def test_changed_socket_restarts_socket_and_service(s):
+    f = converged(s)
+    f[f"sha:{SOCKET}"] = MISSING
+    lines = by_step(plan(s, f))["systemd-units"].lines
+    assert lines[-4:] == [
+        "rm -rf /tmp/kit-stage",
+        "systemctl daemon-reload",
+        "systemctl stop flasksample.service flasksample.socket",
+        "systemctl start flasksample.socket flasksample.service",
+    ]
+    assert write_file(SOCKET, templates.render("systemd/app.socket.j2", s)) in lines
+    assert write_file(SERVICE, templates.render("systemd/app.service.j2", s)) not in lines
+
+
+def test_stopped_units_are_started_without_rewriting(s):
+    f = converged(s)
+    f["active:flasksample.socket"] = "inactive"
+    f["enabled:flasksample.service"] = "disabled"
+    ch = by_step(plan(s, f))["systemd-units"]
+    assert ch.lines == ["systemctl enable -q flasksample.socket flasksample.service",
+                        "systemctl start flasksample.socket"]
+    assert ch.summary == "systemctl enable -q flasksample.socket flasksample.service; " \
+                         "systemctl start flasksample.socket"
+
+
+def test_changed_supervisor_conf_rereads_and_updates(make):
+    s = make(process_manager="supervisor")
+    f = converged(s)
+    f[f"sha:{SUP_CONF}"] = "0" * 64
+    lines = by_step(plan(s, f))["supervisor-units"].lines
+    assert lines[-2:] == ["usermod -a -G flasksample www-data && systemctl reload-or-restart nginx",
+                          "supervisorctl reread >/dev/null && supervisorctl update >/dev/null"]
+
+
+def test_edited_nginx_site_is_rewritten_behind_nginx_t(s):
+    from deploy.steps.site import apply_lines
+    f = converged(s)
+    f[f"sha:{SITE}"] = "0" * 64
+    ch = by_step(plan(s, f))["nginx-site"]
+    assert ch.lines == apply_lines(s, templates.render("nginx/site.conf.j2", s))
+    assert ch.lines[-1] == \
+        "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi"
+
+
+def test_default_site_back_means_rewrite(s):
+    f = converged(s)
+    f["exists:/etc/nginx/sites-enabled/default"] = "yes"
+    ch = by_step(plan(s, f))["nginx-site"]
+    assert "rm -f /etc/nginx/sites-enabled/default" in ch.lines
+
+
+def test_stopped_nginx_is_only_started(s):
+    f = converged(s)
+    f["active:nginx"] = "failed"
+    ch = by_step(plan(s, f))["nginx-site"]
+    assert (ch.lines, ch.summary) == (["systemctl start nginx"], "start nginx")
+
+
+def test_nginx_apply_restores_the_previous_site_when_nginx_t_fails(s):
+    from deploy.steps.site import apply_lines
+    gate = apply_lines(s, "x")[5]
+    assert gate.startswith("if ! nginx -t >/tmp/kit-nginx-test.log 2>&1; then rm -f "
+                           f"{SITE} /etc/nginx/sites-enabled/flasksample.conf; ")
+    assert f"cp -a /tmp/kit-nginx-backup/flasksample.conf {SITE} 2>/dev/null || true;" in gate
+    assert "cp -a /tmp/kit-nginx-backup/default /etc/nginx/sites-enabled/default" in gate
+    assert gate.endswith("echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi")
+
+
+def test_missing_package_only(make):
+    s = make(process_manager="supervisor")
+    f = converged(s)
+    f["pkg:supervisor"] = "config-files"
+    ch = by_step(plan(s, f))["packages"]
+    assert (ch.summary, ch.lines) == ("install supervisor", [install_line(["supervisor"])])
+
+
+def test_wrong_directory_mode_is_fixed_alone(s):
+    f = converged(s)
+    f["dir:/srv/flasksample/shared"] = "root:root:755"
+    ch = by_step(plan(s, f))["directories"]
+    assert ch.lines == ["install -d -o root -g flasksample -m 750 /srv/flasksample/shared"]
+
+
+# -- switching process manager ---------------------------------------------------------------
+
+def test_switch_to_supervisor_removes_the_systemd_units_first(make):
+    s = make(process_manager="supervisor")
+    f = converged(s)
+    f[f"exists:{SERVICE}"] = "yes"
+    ch = by_step(plan(s, f))["supervisor-units"]
+    assert ch.lines == [
+        "systemctl disable -q --now flasksample.service flasksample.socket 2>/dev/null || true",
+        f"rm -f {SERVICE} {SOCKET}",
+        "systemctl daemon-reload",
+    ]
+    assert ch.summary == f"remove systemd config ({SERVICE})"
+
+
+def test_switch_to_systemd_removes_the_supervisor_program_first(s):
+    f = converged(s)
+    f[f"exists:{SUP_CONF}"] = "yes"
+    ch = by_step(plan(s, f))["systemd-units"]
+    assert ch.lines == [
+        "supervisorctl stop flasksample >/dev/null 2>&1 || true",
+        f"rm -f {SUP_CONF}",
+        "supervisorctl reread >/dev/null 2>&1 && supervisorctl update >/dev/null 2>&1 || true",
+    ]
+
+
+def test_switch_on_a_fresh_manager_removes_then_installs(make):
+    s = make(process_manager="supervisor")
+    f = bare(s)
+    f[f"exists:{SERVICE}"] = "yes"
+    lines = by_step(plan(s, f))["supervisor-units"].lines
+    assert lines[:3] == systemd.remove(s)
+    assert lines[3] == "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage"
