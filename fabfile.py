@@ -4,11 +4,13 @@
     fab -H web1,web2 deploy                 several hosts: prepared in parallel, switched together
     fab -H web1 status | logs -f | rollback | restart | releases
     fab -H web1 trust [--fingerprint SHA256:…]   check and record a host's SSH key
+    fab -H web1 env.set SECRET_KEY | env.list | env.unset NAME   the app's secrets on the server
     fab sandbox.up                          a local throwaway Debian host to try it on
 """
 from invoke import Collection
 
 from deploy import deployer, ops, provision, release, settings
+from deploy import tasks_env
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
 from deploy.fleet import each, remotes_for_run
@@ -31,6 +33,7 @@ def setup(c):
     remotes, settings_for = _remotes(c, "setup")
     if remotes:
         each(remotes, lambda r: provision.setup(r, settings_for(r)))
+        each(remotes, lambda r: tasks_env.sync_settings(r, settings_for(r)))  # env: → env file
 
 
 @kit_task(help={"force": "break a deploy lock left by a dead deploy"})
@@ -104,3 +107,4 @@ def show_settings(c):
 
 ns = Collection(setup, deploy, rollback, restart, status, releases, logs, trust, show_settings)
 ns.add_collection(sandbox_ns)
+ns.add_collection(tasks_env.env_ns)

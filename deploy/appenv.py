@@ -1,0 +1,287 @@
+"""The app's environment file on the server (/srv/<app>/shared/env, root:<app>, 0640): its
+format, and the scripts that list it, change it and apply the change.
+
+Format — one `NAME="value"` per line. Three readers load it: systemd (`EnvironmentFile=`) and
+sh (`set -a; . env`, in the supervisor program and the deploy's preflight). Inside double
+quotes both keep every character literally, except that a backslash escapes exactly
+\\ " $ ` (systemd's SHELL_NEED_ESCAPE is the same set as sh's), and neither expands anything
+else there (systemd never expands; `$` and backquote are escaped for sh). So the kit writes
+every value double-quoted with those four escaped and all three read back the same bytes.
+Values a line cannot carry identically are refused: newline, CR, NUL and the other control
+characters but tab (systemd ends or drops such lines), and text that is not UTF-8.
+
+    # >>> env: from fabric.yaml (fab setup rewrites these lines)
+    LOG_LEVEL="info"                  the `env:` setting: non-secret, written by `fab setup`
+    # <<< env: from fabric.yaml
+    SECRET_KEY="…"                    `fab env.set` / `fab env.unset`: after the block, so they win
+
+Values travel on the SSH channel's stdin (JSON read by the editing program on the server),
+never in a command line: not in `ps`, not in sudo's log line in the journal. The program that
+edits the file is `edit_env` + `remote_main` below, shipped as source (`PROGRAM`), so the
+unit tests exercise the very code that runs there; it prints names only, never values.
+
+Applying a change: systemd reads EnvironmentFile= and sh sources the file only when gunicorn's
+master starts; `systemctl reload` (HUP) forks new workers from the same master, with the same
+environment, so a reload would not apply it. A change therefore restarts the app: under
+systemd the `<app>.socket` unit keeps the listening socket, so connections wait in its
+backlog while the new master boots and none is dropped. Then the health gate runs through
+nginx; if it fails, the previous file is put back and the app restarted again.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import textwrap
+
+from deploy import health, layout, lock
+from deploy.errors import KitError
+from deploy.managers import manager_for
+from deploy.shell import q, script
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BAD_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+ESCAPED = ("\\", '"', "$", "`")
+MAX_VALUE = 32 * 1024
+# set by systemd for gunicorn (socket activation, notify): an env file must not override them
+RESERVED = {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "MAINPID",
+            "WATCHDOG_USEC", "WATCHDOG_PID"}
+BACKUP = "env.prev"
+UNHEALTHY_EXIT = 4
+
+
+# -- names and values -------------------------------------------------------------------------
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise KitError(f"{name!r} is not a valid environment variable name",
+                       "use letters, digits and '_', not starting with a digit (e.g. SECRET_KEY)")
+    if name in RESERVED:
+        raise KitError(f"{name} is set by systemd for gunicorn and cannot come from the env file",
+                       "pick another name")
+    return name
+
+
+def check_value(name: str, value: str) -> str:
+    """The value, or a one-line KitError when systemd and sh could not both carry it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KitError(f"the value of {name} is not valid UTF-8 text",
+                       "systemd ignores such lines; encode it (e.g. base64) and decode in the app") from None
+    bad = BAD_CHARS.search(value)
+    if bad:
+        what = {"\n": "a newline", "\r": "a carriage return", "\x00": "a NUL byte"}.get(
+            bad.group(), f"control character {ord(bad.group()):#04x}")
+        raise KitError(f"the value of {name} contains {what}, which an env file line cannot "
+                       "carry the same way for systemd and sh",
+                       "store it on one line (e.g. base64 or \\n escapes the app decodes)")
+    if len(value.encode()) > MAX_VALUE:
+        raise KitError(f"the value of {name} is {len(value.encode())} bytes (limit {MAX_VALUE})",
+                       "keep large data in a file the app reads, and put its path here")
+    return value
+
+
+def quote(value: str) -> str:
+    """Double-quote a value so systemd's EnvironmentFile= and sh read it identically."""
+    out = "".join("\\" + ch if ch in ESCAPED else ch for ch in value)
+    return f'"{out}"'
+
+
+def assignment(name: str, value: str) -> str:
+    return f"{check_name(name)}={quote(check_value(name, value))}"
+
+
+def parse_argument(arg: str) -> tuple[str, str | None]:
+    """'NAME=VALUE' → (NAME, VALUE); 'NAME' → (NAME, None): ask for the value."""
+    name, sep, value = arg.partition("=")
+    check_name(name)
+    return name, (check_value(name, value) if sep else None)
+
+
+def header_lines(s) -> list[str]:
+    return [
+        f"# The environment of {s.app_name}, read by systemd (EnvironmentFile=) and sh (. file).",
+        "# Managed by flasksample: `fab env.set NAME`, `fab env.unset NAME`, `fab env.list`;",
+        "# the block comes from env: in fabric.yaml (fab setup). Values: \"…\" with \\ \" $ ` escaped.",
+    ]
+
+
+def block_lines(env: dict) -> list[str]:
+    """The `env:` setting as assignment lines, sorted by name."""
+    return [assignment(k, str(v)) for k, v in sorted(env.items())]
+
+
+# -- the program that runs on the server (self-contained, Python 3.7+, no annotations) -------
+
+def edit_env(text, header, sets, unsets, block):
+    """Apply changes to an env file's text → (new text, report lines with names only).
+
+    sets: {name: line}; unsets: [name]; block: None (keep) or the lines of the fabric.yaml block.
+    """
+    import re
+
+    begin = "# >>> env: from fabric.yaml (fab setup rewrites these lines)"
+    end = "# <<< env: from fabric.yaml"
+    name_re = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
+
+    def name_of(line):
+        m = name_re.match(line)
+        return m.group(1) if m else None
+
+    lines = text.splitlines()
+    if begin in lines and end in lines[lines.index(begin):]:
+        b = lines.index(begin)
+        e = lines.index(end, b)
+        head, old_block, rest = lines[:b], lines[b + 1:e], lines[e + 1:]
+    else:
+        i = 0
+        while i < len(lines) and (not lines[i].strip() or lines[i].lstrip().startswith("#")):
+            i += 1
+        head, old_block, rest = lines[:i], [], lines[i:]
+    if not text:
+        head = list(header)
+    report = []
+    new_block = old_block if block is None else list(block)
+    if block is not None:
+        report.append("block " + ("changed" if new_block != old_block else "unchanged"))
+    block_names = [name_of(line) for line in new_block]
+    out, done, removed = [], set(), set()
+    for line in rest:
+        n = name_of(line)
+        if n in unsets:
+            removed.add(n)
+            continue
+        if n in sets:
+            if n not in done:
+                done.add(n)
+                report.append(("unchanged " if line == sets[n] else "changed ") + n)
+                out.append(sets[n])
+            continue
+        out.append(line)
+    for n in sets:
+        if n not in done:
+            out.append(sets[n])
+            report.append("added " + n)
+    for n in unsets:
+        if n in removed:
+            report.append("removed " + n)
+        else:
+            report.append(("in-block " if n in block_names else "absent ") + n)
+    if not text and not new_block and not out:
+        return "", report
+    new = head + ([begin] + new_block + [end] if new_block else []) + out
+    return "\n".join(new) + "\n", report
+
+
+def list_env(text):
+    """(name, 'fabric.yaml' | 'server') for each variable, in file order; never a value."""
+    import re
+
+    name_re = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=")
+    out, in_block = [], False
+    for line in text.splitlines():
+        if line.startswith("# >>> env: from fabric.yaml"):
+            in_block = True
+        elif line.startswith("# <<< env: from fabric.yaml"):
+            in_block = False
+        else:
+            m = name_re.match(line)
+            if m:
+                out.append((m.group(1), "fabric.yaml" if in_block else "server"))
+    return out
+
+
+def remote_main():
+    """argv: list|edit PATH GROUP; edit reads {"header","set","unset","block"} JSON on stdin."""
+    import grp
+    import json
+    import os
+    import sys
+
+    op, path, group = sys.argv[1:4]
+    try:
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    if op == "list":
+        for name, source in list_env(old):
+            print("::var {} {}".format(name, source))
+        return
+    req = json.loads(sys.stdin.read())
+    new, report = edit_env(old, req["header"], req.get("set") or {}, req.get("unset") or [],
+                           req.get("block"))
+    for line in report:
+        print(line)
+    if new == old:
+        print("::env unchanged")
+        return
+    tmp = path + ".kit-new"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(new)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chown(tmp, 0, grp.getgrnam(group).gr_gid)
+    os.chmod(tmp, 0o640)
+    os.replace(tmp, path)
+    print("::env changed")
+
+
+PROGRAM = "\n\n".join(textwrap.dedent(inspect.getsource(fn))
+                      for fn in (edit_env, list_env, remote_main)) + "\n\nremote_main()\n"
+
+
+# -- the scripts (pure: settings in, shell text out) ------------------------------------------
+
+def run_program(s, op: str) -> str:
+    return f"python3 -c {q(PROGRAM)} {op} {q(layout.env_file(s))} {q(s.app_user)}"
+
+
+def payload(s, sets: dict[str, str] | None = None, unsets: list[str] | None = None,
+            block: dict | None = None) -> str:
+    """The JSON sent on stdin: already-quoted lines, so the server only moves lines around."""
+    return json.dumps({
+        "header": header_lines(s),
+        "set": {k: assignment(k, v) for k, v in (sets or {}).items()},
+        "unset": [check_name(k) for k in (unsets or [])],
+        "block": None if block is None else block_lines(block),
+    })
+
+
+def list_script(s) -> str:
+    return script(f"[ -e {q(layout.env_file(s))} ] || echo '::missing'", run_program(s, "list"))
+
+
+def change_script(s, holder: str) -> str:
+    """Edit the env file (changes on stdin) under the deploy lock; if it changed and the app
+    runs, restart it behind the health gate, putting the previous file back if unhealthy."""
+    m = manager_for(s)
+    env, prev = q(layout.env_file(s)), q(f"{layout.kit_dir(s)}/{BACKUP}")
+    gate = f"kit_healthy {health.through_nginx(s)} '' {s.health_timeout}"
+    return script(
+        "umask 077",
+        health.wait_function(s),
+        lock.acquire(s, holder, "(env change)"),
+        f"trap 'rm -f {prev}; {lock.release_line(s)}' EXIT",
+        f"if [ -e {env} ]; then cp -p {env} {prev}; else rm -f {prev}; fi",
+        f"out=$({run_program(s, 'edit')})",
+        'printf "%s\\n" "$out"',
+        'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac',
+        f"if ! {m.is_active(s)}; then echo 'the app is not running: the new environment "
+        "applies when it starts'; exit 0; fi",
+        m.restart(s),
+        f"if ! {gate}; then",
+        f"  if [ -e {prev} ]; then mv -f {prev} {env}; else rm -f {env}; fi",
+        f"  {m.restart(s)} || true",
+        f"  {gate} >/dev/null || echo 'warning: the app is not healthy with the previous environment either'",
+        f"  echo '::error the app failed its health check with the new environment; the previous "
+        f"one is back (see fab logs)'; exit {UNHEALTHY_EXIT}",
+        "fi",
+        f"echo 'applied: {s.app_name} restarted ({m.NAME}) with the new environment and is healthy'",
+    )
