@@ -59,18 +59,18 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
     if pkg.note:
         report.host_say("local", f"note: {pkg.note}")
 
-    prepared: list[Remote] = []
-
     def prepare(r: Remote):
         s = settings_for(r)
         r.put_bytes(pkg.data, release.upload_path(pkg.release))
         run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force), "prepare")
-        prepared.append(r)
+
+    def abort(r: Remote):
+        r.run(release.abort_script(settings_for(r), pkg.release, who))
 
     try:
         each(remotes, prepare)
     except (KitError, KeyboardInterrupt):
-        each(prepared, lambda r: r.run(release.abort_script(settings_for(r), pkg.release)))
+        each(remotes, abort)
         raise
 
     switched: list[tuple[Remote, str]] = []
@@ -86,7 +86,7 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
             pending = [r for r in pending if r not in batch]
     except KitError:
         if pending:
-            each(pending, lambda r: r.run(release.abort_script(settings_for(r), pkg.release)))
+            each(pending, abort)
         back = [(r, prev) for r, prev in switched if prev]
         if back:
             report.host_say("all", "a host failed: switching the hosts already on "

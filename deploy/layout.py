@@ -53,7 +53,19 @@ def deploy_log(s: Settings) -> str:
 
 
 def socket_path(s: Settings) -> str:
+    """systemd's socket unit owns /run/<app>.sock; under supervisor gunicorn binds its own
+    socket, in a runtime directory the app user may write."""
+    if s.process_manager == "supervisor":
+        return f"{runtime_dir(s)}/gunicorn.sock"
     return f"/run/{s.app_name}.sock"
+
+
+def runtime_dir(s: Settings) -> str:
+    return f"/run/{s.app_name}"
+
+
+def tmpfiles_conf(s: Settings) -> str:
+    return f"/etc/tmpfiles.d/{s.app_name}-run.conf"
 
 
 def unit_path(s: Settings, kind: str) -> str:

@@ -30,6 +30,11 @@ def acquire(s, holder: str, release: str, force: bool = False) -> list[str]:
     return lines
 
 
+def held_by(s, holder: str) -> str:
+    """A shell condition: the lock exists and names this holder."""
+    return f"grep -qs {q(holder)} {q(layout.lock_dir(s) + '/holder')}"
+
+
 def release_line(s) -> str:
     return f"rm -rf {q(layout.lock_dir(s))}"
 

@@ -37,7 +37,7 @@ def restart_script(s) -> str:
     m = manager_for(s)
     return script(
         health.wait_function(s),
-        m.restart(s),
+        m.graceful_restart(s),
         f"kit_healthy {health.through_nginx(s)} '' {s.health_timeout} "
         "|| { echo '::error the app did not answer its health check after the restart'; exit 4; }",
         "echo restarted and healthy",

@@ -167,9 +167,11 @@ def finish_lines(s, release: str, holder: str, verb: str) -> list[str]:
     ]
 
 
-def abort_script(s, release: str) -> str:
-    """Undo a prepared, never switched release (another host failed): remove it, unlock."""
-    return script(f"rm -rf {q(layout.release_dir(s, release))}", lock.release_line(s))
+def abort_script(s, release: str, holder: str) -> str:
+    """Undo a prepared, never switched release (another host failed, or Ctrl-C): remove it
+    and unlock — only if this deploy holds the lock, so another deploy's lock is never taken."""
+    rel = q(layout.release_dir(s, release))
+    return script(f"if {lock.held_by(s, holder)}; then rm -rf {rel} {rel}.partial; {lock.release_line(s)}; fi")
 
 
 def cleanup_lines(s) -> list[str]:

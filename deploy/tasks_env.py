@@ -59,22 +59,26 @@ def _report(remote: Remote, out) -> bool:
             name = line.split()[1]
             raise KitError(f"{remote.label}: {name} comes from env: in fabric.yaml",
                            "remove it there and run fab setup")
-        if not line.startswith("::"):
+        if not line.startswith(("::", "block ")):
             report.host_say(remote.label, "  " + line)
     return "::env changed" in out.lines
 
 
-def apply(remote: Remote, s, payload: str, what: str) -> None:
+def apply(remote: Remote, s, payload: str, what: str) -> bool:
+    """Send the changes (on stdin) and apply them; True when the env file changed."""
     out = remote.run(appenv.change_script(s, holder()), stdin=payload)
-    _report(remote, out)
+    changed = _report(remote, out)
     if not out.ok:
         raise KitError(f"{remote.label}: {what} failed: {Remote.reason(out)}",
                        "read the lines above; fix and run again")
+    return changed
 
 
 def sync_settings(remote: Remote, s) -> None:
     """Write the `env:` setting into the env file's fabric.yaml block (restart if it changed)."""
-    apply(remote, s, appenv.payload(s, block=s.env), "writing env: from fabric.yaml")
+    changed = apply(remote, s, appenv.payload(s, block=s.env), "writing env: from fabric.yaml")
+    report.host_say(remote.label, report.step_line(
+        "app-env", changed, f"env: from fabric.yaml ({len(s.env)} variables) into shared/env"))
 
 
 @kit_task(name="set", help={"assignment": "NAME=VALUE, or NAME alone to be asked for the value "

@@ -33,6 +33,7 @@ def context(s: Settings) -> dict:
         "workers": s.workers,
         "domains": s.domains,
         "socket_path": layout.socket_path(s),
+        "runtime_dir": layout.runtime_dir(s),
         "env_file": layout.env_file(s),
     }
 

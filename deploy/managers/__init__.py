@@ -2,7 +2,7 @@
 
 Each module offers, as pure functions of Settings: `files(s)` (the config files it needs,
 rendered), `probes(s)` and `activate(s, facts, files_changed)` (setup), and the one-line
-commands `start`, `reload`, `restart`, `status`, `logs`, `main_pid`, `remove`.
+commands `start`, `reload`, `restart`, `graceful_restart` (what `fab restart` uses), `status`, `logs`, `main_pid`, `remove`.
 None of them knows about nginx.
 """
 from __future__ import annotations

@@ -13,14 +13,14 @@ NAME = "supervisor"
 
 
 def files(s) -> list[ManagedFile]:
-    return [ManagedFile(layout.supervisor_conf(s), templates.render("supervisor/app.conf.j2", s))]
+    return [ManagedFile(layout.supervisor_conf(s), templates.render("supervisor/app.conf.j2", s)),
+            ManagedFile(layout.tmpfiles_conf(s), templates.render("supervisor/tmpfiles.conf.j2", s))]
 
 
 def verify(s, staged: list[str]) -> str:
-    """Parse the staged program file with Python's configparser (supervisor's own format)."""
-    checks = "; ".join(
-        f"c=configparser.RawConfigParser(); c.read_file(open({p!r})); "
-        f"assert c.has_section('program:{s.app_name}')" for p in staged)
+    """Parse the staged program file (the first) with configparser, supervisor's own format."""
+    checks = (f"c=configparser.RawConfigParser(); c.read_file(open({staged[0]!r})); "
+              f"assert c.has_section('program:{s.app_name}')")
     return (f"python3 -c {q('import configparser; ' + checks)} 2>/tmp/kit-verify.log || "
             "{ tail -n 3 /tmp/kit-verify.log; echo '::error the supervisor program file does not parse'; exit 1; }")
 
@@ -36,6 +36,8 @@ def activate(s, f, changed: set[str]) -> list[str]:
     if f.get("active:supervisor") != "active":
         lines.append("systemctl start supervisor")
         lines.append("for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && break; sleep 0.1; done")
+    if layout.tmpfiles_conf(s) in changed:
+        lines.append(f"systemd-tmpfiles --create {q(layout.tmpfiles_conf(s))}")
     if changed:
         # www-data (nginx) reaches gunicorn's socket through the app's group.
         lines.append(f"usermod -a -G {q(s.app_user)} www-data && systemctl reload-or-restart nginx")
@@ -59,8 +61,14 @@ def restart(s) -> str:
     return f"supervisorctl restart {s.app_name} >/dev/null"
 
 
+def graceful_restart(s) -> str:
+    """New workers via HUP, the master (and its socket) stays: `supervisorctl restart` would
+    close the socket and nginx would answer 502 until gunicorn is back."""
+    return reload(s)
+
+
 def is_active(s) -> str:
-    return f"supervisorctl status {s.app_name} 2>/dev/null | grep -q RUNNING"
+    return f"supervisorctl status {s.app_name} 2>/dev/null | grep -qE 'RUNNING|STARTING'"
 
 
 def main_pid(s) -> str:

@@ -74,6 +74,11 @@ def restart(s) -> str:
     return f"systemctl restart {s.app_name}.service"
 
 
+def graceful_restart(s) -> str:
+    """A new master and workers; the socket unit queues connections meanwhile."""
+    return restart(s)
+
+
 def is_active(s) -> str:
     return f"systemctl is-active -q {s.app_name}.service"
 

@@ -1,0 +1,173 @@
+"""Zero-downtime promises under load, the health gate, the deploy lock (issue #4; both managers)."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from bench.load import Load
+from conftest import REPO_ROOT
+
+APP = "flasksample"
+MANAGERS = ["systemd", "supervisor"]
+
+
+def operator_commands(manager):
+    if manager == "systemd":
+        return {"reload": f"systemctl reload {APP}", "restart": f"systemctl restart {APP}"}
+    return {"reload": f"supervisorctl signal HUP {APP}"}
+
+
+@pytest.fixture(params=MANAGERS)
+def live(request, sandbox_host, kit, app_copy):
+    """A host set up with the given manager, serving the app's first release."""
+    app_copy.settings(process_manager=request.param, health_timeout=6)
+    kit(sandbox_host, "setup", "deploy", config=app_copy.config)
+    return request.param
+
+
+def answers_between(load, start, end):
+    return {s.body for s in load.samples if start <= s.start and s.start + s.latency <= end and not s.failed}
+
+
+def test_no_request_fails_during_deploy_rollback_reload_restart(live, sandbox_host, kit, ssh, app_copy):
+    host, root = sandbox_host, ssh(sandbox_host, "root")
+    events = {}
+    with Load(f"http://{host.address}/", concurrency=8, keep_body=True, max_seconds=120) as load:
+        time.sleep(0.5)
+        app_copy.say("Hello v2!")
+        t = load.now()
+        kit(host, "deploy", config=app_copy.config)
+        events["deploy"] = (t, load.now())
+        time.sleep(0.5)
+        t = load.now()
+        kit(host, "rollback", config=app_copy.config)
+        events["rollback"] = (t, load.now())
+        time.sleep(0.5)
+        for name, cmd in operator_commands(live).items():
+            t = load.now()
+            root.run(cmd, hide=True)
+            time.sleep(1.0)
+            events[name] = (t, load.now())
+        t = load.now()
+        kit(host, "restart", config=app_copy.config)
+        events["fab restart"] = (t, load.now())
+        time.sleep(0.5)
+    failures = load.failures
+    assert load.summary()["sent"] > 100
+    assert failures == [], f"{len(failures)} failed: {failures[:5]} events={events}"
+    # After a deploy (or rollback) returns, every answer comes from the new code.
+    assert answers_between(load, events["deploy"][1], events["rollback"][0]) == {"Hello v2!"}
+    assert answers_between(load, events["rollback"][1], load.now()) == {"Hello World!"}
+
+
+BROKEN = {
+    "import-error": ("import os", "import os\nraise RuntimeError('boom at import')"),
+    "crash-at-boot": ("import os", "import os\nos._exit(3)"),
+    "healthz-500": ('status="ok",', 'status=1/0,'),
+    "healthz-hangs": ('        return jsonify(', '        import time; time.sleep(60)\n        return jsonify('),
+    "unhealthy-only-in-service": (
+        '        return jsonify(',
+        '        import sys\n'
+        '        if not any("preflight" in a for a in sys.argv):\n'
+        '            return "sick", 500\n'
+        '        return jsonify('),
+}
+
+
+@pytest.mark.parametrize("kind", list(BROKEN))
+def test_broken_release_is_rolled_back_without_a_failed_request(kind, sandbox_host, kit, http, app_copy):
+    host = sandbox_host
+    app_copy.settings(health_timeout=4)
+    kit(host, "setup", "deploy", config=app_copy.config)
+    before = json.loads(http(host, "/healthz")[1])["release"]
+    app_copy.patch(*BROKEN[kind])
+    with Load(f"http://{host.address}/", concurrency=8, max_seconds=120) as load:
+        out = kit(host, "deploy", config=app_copy.config, check=False)
+        time.sleep(0.3)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+    assert "health check" in out.stderr
+    if kind == "import-error":
+        assert "boom at import" in out.stdout  # the app's own log lines are shown
+    if kind == "unhealthy-only-in-service":
+        assert f"rolled back to {before}" in out.stdout
+    assert load.failures == [], load.failures[:5]
+    assert http(host, "/") == (200, "Hello World!")
+    assert json.loads(http(host, "/healthz")[1])["release"] == before
+
+
+def fab_popen(host, config, *tasks):
+    return subprocess.Popen([sys.executable, "-m", "fabric", "-f", str(config), "-S", host.ssh_config,
+                             "-H", host.name, *tasks], cwd=REPO_ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_lock(root, present=True, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (root.run(f"test -d /srv/{APP}/.kit/lock", hide=True, warn=True).exited == 0) == present:
+            return
+        time.sleep(0.1)
+    raise AssertionError("lock state not reached")
+
+
+def test_deploy_lock_refuses_second_deploy_and_force_breaks_a_dead_one(sandbox_host, kit, ssh, http, app_copy):
+    host, root = sandbox_host, ssh(sandbox_host, "root")
+    kit(host, "setup", "deploy", config=app_copy.config)
+    app_copy.patch("import os", "import os\nimport time; time.sleep(3)")  # a slow boot
+    first = fab_popen(host, app_copy.config, "deploy")
+    wait_lock(root)
+    second = kit(host, "deploy", config=app_copy.config, check=False)
+    assert second.returncode == 1
+    assert "deploy locked by" in second.stderr and " since 20" in second.stderr
+    assert "--force" in second.stderr
+    assert first.wait(120) == 0, first.stdout + first.stderr
+
+    # A lock left by a deploy that died: refused until broken explicitly.
+    root.run(f"mkdir /srv/{APP}/.kit/lock && echo 'ghost@elsewhere' > /srv/{APP}/.kit/lock/holder"
+             f" && date -u +%FT%TZ > /srv/{APP}/.kit/lock/since", hide=True)
+    refused = kit(host, "deploy", config=app_copy.config, check=False)
+    assert refused.returncode == 1 and "ghost@elsewhere" in refused.stderr
+    forced = kit(host, "deploy", "--force", config=app_copy.config)
+    assert "broke the lock held by ghost@elsewhere" in forced.stdout
+    assert http(host, "/")[0] == 200
+
+
+def test_interrupted_deploy_leaves_old_release_and_next_deploy_works(sandbox_host, kit, ssh, http, app_copy):
+    host, root = sandbox_host, ssh(sandbox_host, "root")
+    kit(host, "setup", "deploy", config=app_copy.config)
+    before = json.loads(http(host, "/healthz")[1])["release"]
+    app_copy.patch("import os", "import os\nimport time; time.sleep(5)")
+    with Load(f"http://{host.address}/", concurrency=4, max_seconds=60) as load:
+        proc = fab_popen(host, app_copy.config, "deploy")
+        wait_lock(root)
+        time.sleep(0.5)  # inside the preflight
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        assert proc.returncode != 0
+        wait_lock(root, present=False)
+    assert load.failures == []
+    assert json.loads(http(host, "/healthz")[1])["release"] == before
+    app_copy.patch("import time; time.sleep(5)", "")
+    app_copy.say("Hello after interrupt!")
+    kit(host, "deploy", config=app_copy.config)
+    assert http(host, "/") == (200, "Hello after interrupt!")
+
+
+def test_old_releases_are_cleaned_but_current_and_previous_kept(sandbox_host, kit, ssh, http, app_copy):
+    host, root = sandbox_host, ssh(sandbox_host, "root")
+    app_copy.settings(keep_releases=2)
+    kit(host, "setup", config=app_copy.config)
+    for n in range(4):
+        app_copy.say(f"Hello {n}!")
+        kit(host, "deploy", config=app_copy.config)
+    releases = root.run(f"ls /srv/{APP}/releases", hide=True).stdout.split()
+    assert len(releases) == 2
+    kit(host, "rollback", config=app_copy.config)
+    assert http(host, "/") == (200, "Hello 2!")
+    # Rolled back: current is now the older of the two; the newer one stays as well.
+    kit(host, "rollback", "--to", releases[1], config=app_copy.config)
+    assert http(host, "/") == (200, "Hello 3!")
