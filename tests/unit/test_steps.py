@@ -20,6 +20,7 @@ SERVICE = "/etc/systemd/system/flasksample.service"
 SOCKET = "/etc/systemd/system/flasksample.socket"
 SUP_CONF = "/etc/supervisor/conf.d/flasksample.conf"
 SITE = "/etc/nginx/sites-available/flasksample.conf"
+TMPFILES = "/etc/tmpfiles.d/flasksample-run.conf"
 
 
 def sha(text: str) -> str:
@@ -40,6 +41,7 @@ def converged(s) -> dict:
     contents = {SERVICE: templates.render("systemd/app.service.j2", s),
                 SOCKET: templates.render("systemd/app.socket.j2", s),
                 SUP_CONF: templates.render("supervisor/app.conf.j2", s),
+                TMPFILES: templates.render("supervisor/tmpfiles.conf.j2", s),
                 SITE: templates.render("nginx/site.conf.j2", s)}
     dirs = {"/srv/flasksample": "root:root:755", "/srv/flasksample/releases": "root:root:755",
             "/srv/flasksample/venvs": "root:root:755",
@@ -128,15 +130,19 @@ def test_bare_host_supervisor_plan(make):
     steps = by_step(plan(s, bare(s)))
     assert steps["packages"].lines == [install_line(["nginx", "python3-venv", "curl", "supervisor"])]
     conf = templates.render("supervisor/app.conf.j2", s)
+    tmpfiles = templates.render("supervisor/tmpfiles.conf.j2", s)
     assert steps["supervisor-units"].lines == [
         "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
         write_file("/tmp/kit-stage/flasksample.conf", conf),
-        supervisor.verify(s, ["/tmp/kit-stage/flasksample.conf"]),
+        write_file("/tmp/kit-stage/flasksample-run.conf", tmpfiles),
+        supervisor.verify(s, ["/tmp/kit-stage/flasksample.conf", "/tmp/kit-stage/flasksample-run.conf"]),
         write_file(SUP_CONF, conf),
+        write_file(TMPFILES, tmpfiles),
         "rm -rf /tmp/kit-stage",
         "systemctl enable -q supervisor",
         "systemctl start supervisor",
         "for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && break; sleep 0.1; done",
+        f"systemd-tmpfiles --create {TMPFILES}",
         "usermod -a -G flasksample www-data && systemctl reload-or-restart nginx",
         "supervisorctl reread >/dev/null && supervisorctl update >/dev/null",
     ]
@@ -250,6 +256,7 @@ def test_changed_supervisor_conf_rereads_and_updates(make):
     f = converged(s)
     f[f"sha:{SUP_CONF}"] = "0" * 64
     lines = by_step(plan(s, f))["supervisor-units"].lines
+    assert "systemd-tmpfiles" not in " ".join(lines)
     assert lines[-2:] == ["usermod -a -G flasksample www-data && systemctl reload-or-restart nginx",
                           "supervisorctl reread >/dev/null && supervisorctl update >/dev/null"]
 
@@ -324,7 +331,7 @@ def test_switch_to_systemd_removes_the_supervisor_program_first(s):
     ch = by_step(plan(s, f))["systemd-units"]
     assert ch.lines == [
         "supervisorctl stop flasksample >/dev/null 2>&1 || true",
-        f"rm -f {SUP_CONF}",
+        f"rm -f {SUP_CONF} {TMPFILES}",
         "supervisorctl reread >/dev/null 2>&1 && supervisorctl update >/dev/null 2>&1 || true",
     ]
 

@@ -12,7 +12,7 @@ from deploy import templates
 from deploy.settings import PROJECT_ROOT
 
 ALL = ["systemd/app.service.j2", "systemd/app.socket.j2", "nginx/site.conf.j2",
-       "supervisor/app.conf.j2"]
+       "supervisor/app.conf.j2", "supervisor/tmpfiles.conf.j2"]
 
 EXEC_START = ("ExecStart=/srv/flasksample/current/.venv/bin/gunicorn "
               "--chdir /srv/flasksample/current "
@@ -195,11 +195,24 @@ def test_static_location_and_alias_agree_on_the_trailing_slash(make):
 SUP_COMMAND = ("command=/bin/sh -c 'set -a; [ -r /srv/flasksample/shared/env ] && "
                ". /srv/flasksample/shared/env; set +a; exec /srv/flasksample/current/.venv/bin/gunicorn "
                "--chdir /srv/flasksample/current --config /srv/flasksample/current/gunicorn.conf.py "
-               "--bind unix:/run/flasksample.sock --umask 0007 --no-control-socket serve:app'")
+               "--bind unix:/run/flasksample/gunicorn.sock --umask 0007 --no-control-socket serve:app'")
 
 
-def test_supervisor_program(s):
-    out = lines(templates.render("supervisor/app.conf.j2", s))
+@pytest.fixture
+def sup(make):
+    return make(process_manager="supervisor")
+
+
+def test_supervisor_socket_lives_in_a_runtime_dir_the_app_user_owns(sup):
+    # gunicorn runs as the app user under supervisord: it cannot create a socket in /run itself.
+    assert templates.context(sup)["socket_path"] == "/run/flasksample/gunicorn.sock"
+    assert lines(templates.render("supervisor/tmpfiles.conf.j2", sup))[-1] == \
+        "d /run/flasksample 0750 flasksample flasksample -"
+    assert "server unix:/run/flasksample/gunicorn.sock fail_timeout=0;" in nginx(sup)
+
+
+def test_supervisor_program(sup):
+    out = lines(templates.render("supervisor/app.conf.j2", sup))
     for line in ["[program:flasksample]", SUP_COMMAND, "directory=/srv/flasksample",
                  "user=flasksample", "umask=027", "stopsignal=TERM", "stopasgroup=true",
                  "killasgroup=true", "stdout_logfile=/var/log/supervisor/flasksample.log"]:
@@ -207,14 +220,15 @@ def test_supervisor_program(s):
 
 
 def test_supervisor_workers_flag_only_when_set(make):
-    assert "--workers" not in templates.render("supervisor/app.conf.j2", make(workers=0))
-    out = lines(templates.render("supervisor/app.conf.j2", make(workers=5)))
+    assert "--workers" not in templates.render("supervisor/app.conf.j2",
+                                               make(process_manager="supervisor", workers=0))
+    out = lines(templates.render("supervisor/app.conf.j2", make(process_manager="supervisor", workers=5)))
     assert SUP_COMMAND.replace(" serve:app'", " --workers 5 serve:app'") in out
 
 
-def test_supervisor_program_parses_like_supervisord_reads_it(s):
+def test_supervisor_program_parses_like_supervisord_reads_it(sup):
     parser = configparser.RawConfigParser()
-    parser.read_string(templates.render("supervisor/app.conf.j2", s))
+    parser.read_string(templates.render("supervisor/app.conf.j2", sup))
     assert parser.sections() == ["program:flasksample"]
     assert parser.get("program:flasksample", "command") == SUP_COMMAND.split("=", 1)[1]
     assert parser.get("program:flasksample", "user") == "flasksample"
