@@ -87,7 +87,7 @@ def logs(s, follow: bool = False, lines: int = 50, since: str | None = None) -> 
 def remove(s) -> list[str]:
     return [
         f"supervisorctl stop {s.app_name} >/dev/null 2>&1 || true",
-        f"rm -f {q(layout.supervisor_conf(s))}",
+        f"rm -f {q(layout.supervisor_conf(s))} {q(layout.tmpfiles_conf(s))}",
         "supervisorctl reread >/dev/null 2>&1 && supervisorctl update >/dev/null 2>&1 || true",
     ]
 

@@ -17,10 +17,21 @@ def wait_for(predicate, timeout=20.0, every=0.2):
     raise AssertionError("condition not met in time")
 
 
-@pytest.mark.parametrize("user", ["root", "deploy"])
-def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user):
+OPERATE = {
+    "systemd": {"restart": f"systemctl restart {APP}", "reload": f"systemctl reload {APP}",
+                "pid": f"systemctl show -p MainPID --value {APP}"},
+    "supervisor": {"restart": f"supervisorctl restart {APP}", "reload": f"supervisorctl signal HUP {APP}",
+                   "pid": f"supervisorctl pid {APP}"},
+}
+
+
+@pytest.mark.parametrize("user,manager", [("root", "systemd"), ("deploy", "systemd"),
+                                          ("deploy", "supervisor")])
+def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, manager):
     host = sandbox_host
     root = ssh(host, "root")
+    ops = OPERATE[manager]
+    app_copy.settings(process_manager=manager)
 
     first = kit(host, "setup", user=user, config=app_copy.config)
     assert "packages         changed" in first.stdout
@@ -44,29 +55,55 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user):
     assert http(host, "/") == (200, "Hello World!")
     assert json.loads(http(host, "/healthz")[1])["release"] == v1
 
-    root.run(f"systemctl restart {APP}", hide=True)
-    assert http(host, "/") == (200, "Hello World!")
-    root.run(f"systemctl reload {APP}", hide=True)
+    root.run(ops["restart"], hide=True)
+    wait_for(lambda: http(host, "/") == (200, "Hello World!"))
+    root.run(ops["reload"], hide=True)
     assert http(host, "/") == (200, "Hello World!")
 
     logs = kit(host, "logs", "--lines", "200", user=user, config=app_copy.config)
     assert '"GET / HTTP/1.0" 200' in logs.stdout
     status = kit(host, "status", user=user, config=app_copy.config)
     assert f"release:  {v1}" in status.stdout
+    assert f"manager:  {manager}" in status.stdout
     assert "service:  running" in status.stdout
     assert '"status":"ok"' in status.stdout
     releases = kit(host, "releases", user=user, config=app_copy.config)
     assert f"* {v1} (current)" in releases.stdout and v2 in releases.stdout
 
-    pid = root.run(f"systemctl show -p MainPID --value {APP}", hide=True).stdout.strip()
+    pid = wait_for(lambda: root.run(ops["pid"], hide=True).stdout.strip().strip("0") and
+                   root.run(ops["pid"], hide=True).stdout.strip())
     root.run(f"kill -9 {pid}", hide=True)
 
     def restarted():
-        new = root.run(f"systemctl show -p MainPID --value {APP}", hide=True).stdout.strip()
-        return new not in ("0", pid) and http(host, "/") == (200, "Hello World!")
+        new = root.run(ops["pid"], hide=True, warn=True).stdout.strip()
+        return new not in ("0", "", pid) and http(host, "/") == (200, "Hello World!")
 
     wait_for(restarted)
-    assert "NRestarts=1" in root.run(f"systemctl show -p NRestarts {APP}", hide=True).stdout
+    if manager == "systemd":
+        assert "NRestarts=1" in root.run(f"systemctl show -p NRestarts {APP}", hide=True).stdout
+
+
+def test_switching_process_manager_leaves_exactly_one_gunicorn(sandbox_host, kit, ssh, http, app_copy):
+    host, root = sandbox_host, ssh(sandbox_host, "root")
+
+    def masters():
+        procs = {}
+        for line in root.run("ps -eo pid=,ppid=,args=", hide=True).stdout.splitlines():
+            pid, ppid, args = line.split(None, 2)
+            if "gunicorn --chdir" in args:
+                procs[pid] = ppid
+        return len([pid for pid, ppid in procs.items() if ppid not in procs])
+
+    kit(host, "setup", "deploy", config=app_copy.config)
+    for manager, gone in (("supervisor", f"/etc/systemd/system/{APP}.service"),
+                          ("systemd", f"/etc/supervisor/conf.d/{APP}.conf")):
+        app_copy.settings(process_manager=manager)
+        out = kit(host, "setup", config=app_copy.config)
+        assert f"remove {'systemd' if manager == 'supervisor' else 'supervisor'} config" in out.stdout
+        wait_for(lambda: http(host, "/") == (200, "Hello World!"))
+        assert root.run(f"test -e {gone}", hide=True, warn=True).exited != 0
+        assert masters() == 1
+        assert "no change" in kit(host, "setup", config=app_copy.config).stdout
 
 
 def test_host_layout_and_hardening(sandbox_host, kit, ssh, http, app_copy):
