@@ -1,6 +1,6 @@
 """The health gate: a bash function that waits until the app answers its health check.
 
-`wait_function(s)` defines `kit_healthy URL_ARGS RELEASE TIMEOUT`: it polls with curl until
+`wait_function(s)` defines `kit_healthy RELEASE TIMEOUT CURL_ARGS…`: it polls with curl until
 the answer is 200 and (when RELEASE is given) names that release three times in a row,
 or fails after TIMEOUT seconds. Used through nginx after a switch, and on a private socket
 before a new release takes any traffic.
@@ -12,10 +12,11 @@ from deploy.shell import q
 
 def wait_function(s) -> str:
     return r"""kit_healthy() {
-  local target="$1" want="$2" timeout="$3" good=0 body deadline
+  local want="$1" timeout="$2" good=0 body deadline
+  shift 2
   deadline=$(( $(date +%s%N) / 1000000 + timeout * 1000 ))
   while [ $(( $(date +%s%N) / 1000000 )) -lt "$deadline" ]; do
-    body=$(eval "curl -sf -m 2 $target" 2>/dev/null) || body=""
+    body=$(curl -sf -m 2 "$@" 2>/dev/null) || body=""
     if [ -n "$body" ] && { [ -z "$want" ] || [[ "$body" == *"\"release\":\"$want\""* ]]; }; then
       good=$((good + 1)); [ "$good" -ge 3 ] && return 0
     else
@@ -35,9 +36,9 @@ def host_header(s) -> str:
 
 def through_nginx(s) -> str:
     """curl arguments reaching the health path through the host's own nginx."""
-    return q(f"-H 'Host: {host_header(s)}' http://127.0.0.1{s.health_path}")
+    return f"-H {q('Host: ' + host_header(s))} {q('http://127.0.0.1' + s.health_path)}"
 
 
 def on_socket(s, socket: str) -> str:
     """curl arguments reaching the health path on a unix socket, bypassing nginx."""
-    return q(f"--unix-socket {socket} http://localhost{s.health_path}")
+    return f"--unix-socket {q(socket)} {q('http://localhost' + s.health_path)}"

@@ -49,8 +49,13 @@ def parse_output(stdout: str, stderr: str, code: int, started: float) -> Outcome
             error = line[len("::error "):]
         else:
             lines.append(line)
-    for (name, ts), nxt in zip(marks, marks[1:] + [("end", time.time())]):
-        steps.append((name, max(0.0, nxt[1] - ts)))
+    # Durations use the server's clock only (differences between its own marks); the last
+    # step ends at the script's `::step end` mark, or when the command returned here.
+    ends = marks[1:] + [("end", marks[-1][1] + max(0.0, time.time() - started
+                                                   - (marks[-1][1] - marks[0][1])))] if marks else []
+    for (name, ts), nxt in zip(marks, ends):
+        if name != "end":
+            steps.append((name, max(0.0, nxt[1] - ts)))
     return Outcome(code == 0, code, lines, steps, error, stderr)
 
 

@@ -38,7 +38,7 @@ def restart_script(s) -> str:
     return script(
         health.wait_function(s),
         m.graceful_restart(s),
-        f"kit_healthy {health.through_nginx(s)} '' {s.health_timeout} "
+        f"kit_healthy '' {s.health_timeout} {health.through_nginx(s)} "
         "|| { echo '::error the app did not answer its health check after the restart'; exit 4; }",
         "echo restarted and healthy",
     )

@@ -53,7 +53,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
         f"rm -rf {pf} && install -d -o {s.app_user} -g {s.app_user} -m 700 {pf}",
         f"(cd / && exec setsid runuser -u {s.app_user} -- sh -c {q(boot)}) >{log} 2>&1 < /dev/null &",
         "pf_pid=$!",
-        f"if ! kit_healthy {health.on_socket(s, sock)} '' {s.health_timeout}; then",
+        f"if ! kit_healthy '' {s.health_timeout} {health.on_socket(s, sock)}; then",
         "  kill -TERM -- -$pf_pid 2>/dev/null || true; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
         f"  echo '--- the new release failed its health check before taking traffic; its log:'",
         f"  grep -v '^\\[.*\\] \\[INFO\\]' {log} | tail -n 15",
@@ -128,14 +128,14 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         point_current(s, rel),
         activate_lines(s),
         step("health"),
-        f"if ! kit_healthy {health.through_nginx(s)} {rel} {s.health_timeout}; then",
+        f"if ! kit_healthy {rel} {s.health_timeout} {health.through_nginx(s)}; then",
         f"  echo '--- release {release} failed its health check through nginx; the app log says:'",
         f"  {m.logs(s, lines=log_lines)} 2>&1 | tail -n {log_lines}",
         "  if [ -n \"$prev\" ] && [ \"$prev\" != " + rel + " ]; then",
         f"    old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)",
         "    " + point_current(s, '"$prev"'),
         *["    " + line for line in activate_lines(s)],
-        f"    kit_healthy {health.through_nginx(s)} \"$prev\" {s.health_timeout} "
+        f"    kit_healthy \"$prev\" {s.health_timeout} {health.through_nginx(s)} "
         "|| echo 'warning: the previous release is not healthy either'",
         "    echo \"rolled back to $prev\"",
         "  fi",
@@ -197,7 +197,7 @@ def rollback_target_lines(s, named: str | None) -> list[str]:
     rels = q(layout.releases_dir(s))
     cur = q(layout.current_link(s))
     if named:
-        return [f"[ -d {rels}/{q(named)} ] && echo {q(named)} || echo '::error no release {named} on this host (see fab releases)'"]
+        return [f"[ -d {rels}/{q(named)} ] && echo {q(named)} || {{ echo '::error no release {named} on this host (see fab releases)'; exit 2; }}"]
     return [
         f"cur=$(basename \"$(readlink {cur} 2>/dev/null)\")",
         f"t=$(ls -1 {rels} | grep -v '\\.partial$' | sort | grep -B1 -x \"$cur\" | head -n1)",

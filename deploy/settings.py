@@ -115,8 +115,11 @@ def _coerce(name: str, value, where: str):
     if expected is int:
         if isinstance(value, bool):
             raise bad
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                raise bad from None
         if not isinstance(value, int):
             raise bad
         return value
@@ -165,8 +168,11 @@ def _check(s: Settings, where: str) -> None:
         fail("client_max_body_size", f"is {s.client_max_body_size!r}", "use an nginx size like 10m")
     if s.base_dir and not PurePosixPath(s.base_dir).is_absolute():
         fail("base_dir", f"is {s.base_dir!r}, not an absolute path", "use e.g. /srv/myapp")
-    if not s.health_path.startswith("/") or not s.static_url.startswith("/"):
-        fail("health_path", "and static_url must start with '/'", "write e.g. /healthz")
+    if not s.health_path.startswith("/") or any(c in s.health_path for c in "'\"\\ "):
+        fail("health_path", f"is {s.health_path!r}", "write a plain path starting with '/', e.g. /healthz")
+    if not (s.static_url.startswith("/") and s.static_url.endswith("/")):
+        # nginx `alias` with a prefix lacking its trailing slash serves files outside static_dir.
+        fail("static_url", f"is {s.static_url!r}", "start and end it with '/', e.g. /static/")
     for key in s.env:
         if not ENV_NAME_RE.match(key):
             fail("env", f"has a bad variable name {key!r}", "use letters, digits and '_'")
@@ -203,7 +209,7 @@ def build(raw: dict | None, host: str | None = None, where: str = "fabric.yaml")
                 raise _unknown(name, layer_where)
             values[name] = _coerce(name, value, layer_where)
     settings = Settings(**values)
-    _check(settings, where)
+    _check(settings, f"{where} hosts.{host}" if per_host.get(host) else where)
     return settings
 
 

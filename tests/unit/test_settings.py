@@ -78,8 +78,6 @@ def test_negative_numeric_string_is_coerced_then_refused_by_the_range_check():
         "setting 'workers' in fabric.yaml is -1 — fix: use 0 (automatic) or a count from 1 to 64"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _coerce passes '--3' (lstrip('-') then isdigit) "
-                                       "to int(), so a ValueError traceback escapes instead of a KitError")
 def test_malformed_numeric_string_is_a_kit_error_not_a_traceback():
     error_of({"workers": "--3"})
 
@@ -141,8 +139,8 @@ def test_bad_values_are_one_line_errors_naming_problem_and_fix(raw, expected):
 def test_paired_checks_name_both_settings():
     assert error_of({"proxy_timeout": "0"}) == ("setting 'health_timeout' in fabric.yaml and "
                                                "proxy_timeout must be at least 1 second — fix: raise them")
-    assert error_of({"static_url": "static/"}) == ("setting 'health_path' in fabric.yaml and "
-                                                  "static_url must start with '/' — fix: write e.g. /healthz")
+    assert error_of({"static_url": "static/"}) == ("setting 'static_url' in fabric.yaml is 'static/' "
+                                                  "— fix: start and end it with '/', e.g. /static/")
 
 
 def test_wsgi_module_must_exist_in_app_dir():
@@ -208,9 +206,6 @@ def test_wrong_type_in_host_override_names_the_host():
         "setting 'workers' in fabric.yaml hosts.web2 must be int, got 'many'")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: _check() reports value errors with the top-level "
-                                       "'where', so a bad per-host value points at fabric.yaml, "
-                                       "not at hosts.web2 where it is")
 def test_bad_value_in_host_override_names_the_host():
     assert "hosts.web2" in error_of({"workers": 2, "hosts": {"web2": {"workers": 100}}}, host="web2")
 

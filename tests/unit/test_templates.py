@@ -176,9 +176,6 @@ def test_nginx_sets_exactly_the_forwarded_headers_the_app_trusts(s):
     assert "proxy_set_header X-Forwarded-Proto $scheme;" in nginx(s)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: static_url without a trailing '/' (e.g. /assets) is "
-                                       "accepted and renders `location /assets` with `alias .../static/;`"
-                                       " — the nginx off-by-slash alias traversal (/assets../gunicorn.conf.py)")
 def test_static_location_and_alias_agree_on_the_trailing_slash(make):
     from deploy.errors import KitError
     try:
