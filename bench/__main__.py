@@ -31,15 +31,28 @@ from bench.plot import plot
 ROOT = "/srv/flasksample"
 SOCK = "/run/flasksample.sock"
 ARTICLE_START = f"cd {ROOT}/current && .venv/bin/gunicorn -w 4 serve:app -D --bind unix:{SOCK}"
+SETTLE = 2.0  # seconds for all workers of a (re)started gunicorn to have imported the app
 TARGETS = {"deploy": 1.5, "noop": 1.0, "fleet": 1.3, "maxlat": 100.0, "exposure": 2.0}
 BASELINES = {"hand-written Fabric script": 2.0, "pyinfra": 3.5, "Ansible": 9.1}
 
 
+LOG: list[str] = []
+
+
 def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    line = f"[bench {time.strftime('%H:%M:%S')}] {msg}"
+    LOG.append(line)
+    print(line, file=sys.stderr, flush=True)
+
+
+def keep(what: str, run: H.FabRun) -> H.FabRun:
+    """Record a fab run's output for bench/last-run.log."""
+    LOG.append(f"--- {what}: exit {run.rc}, {run.wall:.2f}s\n{run.out.rstrip()}")
+    return run
 
 
 def must(run: H.FabRun, what: str) -> H.FabRun:
+    keep(what, run)
     if run.rc != 0:
         raise RuntimeError(f"{what} failed (exit {run.rc}):\n{run.out}")
     return run
@@ -47,7 +60,7 @@ def must(run: H.FabRun, what: str) -> H.FabRun:
 
 def fab_action(hs, *task, config=None):
     def act():
-        r = H.fab(hs, *task, config=config)
+        r = keep(" ".join(task) + " (under load)", H.fab(hs, *task, config=config))
         return r.rc, r.out
     return act
 
@@ -55,6 +68,7 @@ def fab_action(hs, *task, config=None):
 def root_action(h, cmd):
     def act():
         p = h.root(cmd, check=False)
+        LOG.append(f"--- {cmd} (under load): exit {p.returncode}\n{(p.stdout + p.stderr).rstrip()}")
         return p.returncode, p.stdout + p.stderr
     return act
 
@@ -82,6 +96,7 @@ def article_event(h):
     h.root("systemctl stop flasksample.service flasksample.socket")
     h.root(ARTICLE_START)
     h.wait_http("Hello World!")
+    time.sleep(SETTLE)
     mode = h.root(f"stat -c '%U:%G %A' {SOCK}").stdout.strip()
     www = h.root(f"runuser -u www-data -- curl -s -o /dev/null -w '%{{http_code}}' --unix-socket {SOCK} http://x/",
                  check=False).stdout.strip()
@@ -93,11 +108,13 @@ def article_event(h):
         h.root("killall gunicorn 2>/dev/null; for i in $(seq 100); do pgrep -x gunicorn >/dev/null || break; "
                f"sleep 0.1; done; rm -f {SOCK}; systemctl start flasksample.socket flasksample.service")
         h.wait_http("Hello World!")
+        time.sleep(SETTLE)  # every worker has imported the code before the next in-place edit
     ev.note = f"socket made by hand: {mode}; www-data connect → HTTP {www or '?'}"
     return ev
 
 
 def systemctl_event(h, verb: str, tag: str):
+    time.sleep(SETTLE)  # workers booted by the previous event must not import the edited file
     h.root(apps.edit_in_place_cmd(ROOT, tag))
     cmd = f"systemctl {verb} flasksample.service"
     return measure(f"systemctl {verb}", cmd, [f"http://{h.address}/"], root_action(h, cmd), tag)
@@ -112,18 +129,20 @@ def warm_deploys(h, base: Path, n: int, prefix: str):
     return runs
 
 
-def breakdown(runs: list[H.FabRun], startup: float) -> list[tuple[str, float]]:
-    names = ["lock", "unpack", "venv", "preflight", "switch", "health", "finish"]
-    steps = {k: median([r.steps().get(k, 0.0) for r in runs]) for k in names}
+def breakdown(runs: list[H.FabRun], startup: float) -> list[float]:
+    """Seconds per part (see PARTS); for several hosts a step counts as its slowest host."""
+    steps = [median([r.steps().get(k, 0.0) for r in runs]) for k in STEPS]
     wall = median([r.wall for r in runs])
     live = median([r.live_total() or 0.0 for r in runs])
-    remote = sum(steps.values())
-    rows = [("fab start-up (python, fabric, fabfile import; `fab --list`)", startup),
-            ("local: pack, ssh connect, upload, round trips (total − remote steps)", live - remote)]
-    rows += [(f"remote: {k}", v) for k, v in steps.items()]
-    rows += [("after 'is live' until exit (wall − start-up − total)", wall - startup - live),
-             ("**wall clock of `fab deploy` (median)**", wall)]
-    return rows
+    return [startup, live - sum(steps), *steps, wall - startup - live, wall]
+
+
+STEPS = ["lock", "unpack", "venv", "preflight", "switch", "health", "finish"]
+PARTS = (["fab start-up (python, fabric, fabfile import; median `fab --list`)",
+          "local: pack, ssh connect, upload, round trips (deploy's own total − remote steps)"]
+         + [f"remote: {k}" for k in STEPS]
+         + ["after 'is live' until exit (wall − start-up − deploy's own total)",
+            "**wall clock of `fab deploy` (median)**"])
 
 
 # ------------------------------------------------------------------------------------ report
@@ -132,8 +151,8 @@ def fmt(x, spec=".2f", none="—"):
 
 
 def event_table(events) -> list[str]:
-    out = ["| event | exit | command took s | new code answers after s | requests sent | failed (kinds) | p50 ms | p99 ms | max ms |",
-           "|---|---:|---:|---:|---:|---|---:|---:|---:|"]
+    out = ["| event | exit | command took s | new code answers after s | requests sent | failed (kinds) | p50 ms | p99 ms | max ms | longest gap without a good answer, ms |",
+           "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
     for ev in events:
         st = ev.stats()
         kinds = ", ".join(f"{k}×{v}" for k, v in st["kinds"].items())
@@ -144,7 +163,7 @@ def event_table(events) -> list[str]:
         if ev.expect_new and ev.new_after is None:
             new = "never (within 12 s)"
         out.append(f"| {ev.name} | {ev.rc} | {ev.took:.2f} | {new} | {st['sent']} | {failed} | "
-                   f"{st['p50_ms']:.1f} | {st['p99_ms']:.1f} | {st['max_ms']:.0f} |")
+                   f"{st['p50_ms']:.1f} | {st['p99_ms']:.1f} | {st['max_ms']:.0f} | {st['gap_ms']:.0f} |")
     return out
 
 
@@ -156,6 +175,9 @@ def render(ctx) -> str:
     L.append(f"- date: {ctx['date']}; kit: {ctx['rev']}")
     L.append(f"- machine: {ctx['machine']}; hosts: systemd-nspawn sandboxes (Debian 12) on this machine, "
              "so load generator, nginx and gunicorn share its cores")
+    lb, la = ctx["load_before"], ctx["load_after"]
+    L.append(f"- machine load average (1/5/15 min) at start {lb[0]:.1f}/{lb[1]:.1f}/{lb[2]:.1f}, at end "
+             f"{la[0]:.1f}/{la[1]:.1f}/{la[2]:.1f}: other work shares these cores, so times vary between runs")
     L.append(f"- load: {ctx['concurrency']} concurrent clients (bench/load.py: threads, a new connection per request) "
              "on `/` through nginx; failed = refused/reset/timeout (5 s) or 5xx")
     L.append("")
@@ -168,7 +190,8 @@ def render(ctx) -> str:
              "are the whole local CLI run). *New code answers after* is from the event's start until the "
              "first answer to `/` with the new body arrived (all hosts for the 4-host row). Requests, "
              "failures and latency cover every request in flight from the event's start until 0.5 s after "
-             "the later of those two moments.")
+             "the later of those two moments. *Longest gap*: the longest time in that window during which no "
+             "client received a successful answer (a stall or an outage; normal spacing is ~1 ms).")
     L.append("")
     for ev in ctx["events"]:
         if ev.note:
@@ -187,12 +210,12 @@ def render(ctx) -> str:
         f"{k} {v} s ({wd / v:.2f}×)" for k, v in BASELINES.items()) +
         f"; no-op setup vs pyinfra's 2.6 s: {ctx['noop_median'] / 2.6:.2f}×.")
     L.append("")
-    L.append("## Where a warm code-only `fab deploy` spends its time (median of 5, one host)")
+    L.append("## Where a warm code-only `fab deploy` spends its time (no load; median of 5 on one host, of 3 on 4 hosts)")
     L.append("")
-    L.append("| part | seconds |")
-    L.append("|---|---:|")
-    for name, v in ctx["breakdown"]:
-        L.append(f"| {name} | {v:.2f} |")
+    L.append("| part | 1 host, s | 4 hosts, s (slowest host per step) |")
+    L.append("|---|---:|---:|")
+    for name, one, four in zip(PARTS, ctx["breakdown"], ctx["breakdown4"]):
+        L.append(f"| {name} | {one:.2f} | {four:.2f} |")
     L.append("")
     L.append(f"Samples (s): warm deploy {', '.join(f'{x:.2f}' for x in ctx['warm_walls'])}; "
              f"no-op setup {', '.join(f'{x:.2f}' for x in ctx['noop_walls'])}; "
@@ -200,6 +223,10 @@ def render(ctx) -> str:
              f"`fab --list` {', '.join(f'{x:.2f}' for x in ctx['startup_walls'])}; "
              f"first setup of 4 bare hosts {ctx['cold_setup']:.1f}, first deploy to 4 (venv built) {ctx['cold_deploy']:.1f}.")
     L.append("")
+    if ctx["journald"]:
+        L.append(f"journald dropped {ctx['journald']} of the app's log lines on bench1 during the run (rate limit; "
+                 "gunicorn's access log goes to the journal, one line per request).")
+        L.append("")
     L.append(f"`systemd-analyze security flasksample.service` prints: `{ctx['security_line']}`")
     L.append("")
     L.append("Plot: `bench/deploy-load.png` — each dot one request (latency, log scale) by its start time; red × "
@@ -216,6 +243,7 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=5, help="runs for the medians")
     args = ap.parse_args(argv)
     t_run = time.monotonic()
+    load_before = os.getloadavg()
     names = [f"{args.prefix}{i}" for i in range(1, 5)]
     from deploy.sandbox import list_hosts
     left = [h.name for h in list_hosts() if h.name in names]
@@ -246,7 +274,8 @@ def main(argv=None) -> int:
         log(f"warm code-only fab deploy ×{args.repeat}")
         warm = warm_deploys(h, work, args.repeat, "warm")
         log("4-host warm deploy ×3")
-        fleet = [must(H.fab(hs, "deploy", config=apps.variant(work, f"fleet{i}")), "4-host deploy").wall for i in range(3)]
+        fleet_runs = [must(H.fab(hs, "deploy", config=apps.variant(work, f"fleet{i}")), "4-host deploy") for i in range(3)]
+        fleet = [r.wall for r in fleet_runs]
 
         events = []
         log("under load: the article's way")
@@ -275,6 +304,10 @@ def main(argv=None) -> int:
         events.append(measure("fab deploy, 4 hosts", "fab -H a,b,c,d deploy", [f"http://{x.address}/" for x in hs],
                               fab_action(hs, "deploy", config=apps.variant(work, "v3")), "v3"))
 
+        sup = h.root("journalctl --no-pager -o cat | grep -o 'Suppressed [0-9]* messages from flasksample' "
+                     "| awk '{n+=$2} END {print n+0}'", check=False).stdout.strip()
+        journald = int(sup) if sup.isdigit() else 0
+
         warm_median = median([r.wall for r in warm])
         noop_median = median(noop)
         fleet_ratio = median(fleet) / warm_median
@@ -286,6 +319,8 @@ def main(argv=None) -> int:
             "warm_walls": [r.wall for r in warm], "noop_walls": noop, "fleet_walls": fleet,
             "startup_walls": startup, "cold_setup": cold_setup, "cold_deploy": cold_deploy,
             "breakdown": breakdown(warm, median(startup)), "security_line": sec_line,
+            "breakdown4": breakdown(fleet_runs, median(startup)), "load_before": load_before,
+            "load_after": os.getloadavg(), "journald": journald,
             "targets": [
                 ("warm code-only `fab deploy`, 1 host (median of 5, wall clock)", warm_median, TARGETS["deploy"], " s"),
                 ("no-op `fab setup` (median of 5, wall clock)", noop_median, TARGETS["noop"], " s"),
@@ -300,6 +335,7 @@ def main(argv=None) -> int:
         (out / "RESULTS.md").write_text(text)
         plot(events, str(out / "deploy-load.png"),
              f"flasksample under {ctx['concurrency']} clients through nginx — {ctx['date']}")
+        (out / "last-run.log").write_text("\n".join(LOG) + "\n")
         print(text)
         log(f"wrote {out / 'RESULTS.md'} and {out / 'deploy-load.png'} in {ctx['run_s']:.0f}s")
         return 0

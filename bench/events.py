@@ -47,6 +47,15 @@ class EventResult:
     def in_window(self) -> list[Point]:
         return [p for p in self.points if p.t <= self.window_end and p.t + p.latency >= 0.0]
 
+    def longest_gap(self) -> float:
+        """Longest time, overlapping the window, in which no client got a successful answer."""
+        done = sorted(p.t + p.latency for p in self.points if not p.failed)
+        best = 0.0
+        for a, b in zip(done, done[1:]):
+            if b >= 0.0 and a <= self.window_end:
+                best = max(best, b - a)
+        return best
+
     def stats(self) -> dict:
         pts = self.in_window()
         lat = sorted(p.latency for p in pts) or [0.0]
@@ -55,7 +64,7 @@ class EventResult:
             return lat[min(len(lat) - 1, int(q * len(lat)))] * 1000
 
         kinds = Counter(p.what for p in pts if p.failed)
-        return {"sent": len(pts), "failed": sum(kinds.values()), "kinds": dict(kinds.most_common()),
+        return {"gap_ms": self.longest_gap() * 1000, "sent": len(pts), "failed": sum(kinds.values()), "kinds": dict(kinds.most_common()),
                 "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": lat[-1] * 1000,
                 "rate": len(pts) / max(self.window_end, 1e-9)}
 
