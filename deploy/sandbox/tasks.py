@@ -5,10 +5,12 @@ from deploy.cli import kit_task, say
 from deploy.sandbox import manager
 
 
-@kit_task(help={"name": "host name (default: next free fsN), ^[a-z][a-z0-9-]{0,15}$"})
-def up(c, name=None):
+@kit_task(help={"name": "host name (default: next free fsN), ^[a-z][a-z0-9-]{0,15}$",
+                "reuse": "if a running host has that name, use it instead of failing"})
+def up(c, name=None, reuse=False):
     """Start a throwaway Debian 12 host (systemd-nspawn) and print how to reach it."""
-    host = manager.up(name, log=say)
+    running = {h.name: h for h, state in manager.host_states() if state == "running"}
+    host = running[name] if reuse and name in running else manager.up(name, log=say)
     say(f"{host.name} is up at {host.address} (user {host.user}, key {host.key_path})")
     say(f"  ssh -F {host.ssh_config} {host.name}")
     say(f"  fab -S {host.ssh_config} -H {host.name} setup deploy")
