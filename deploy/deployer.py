@@ -35,8 +35,9 @@ def run_step(remote: Remote, text: str, what: str) -> Outcome:
     out = remote.run(text)
     show(remote, out)
     if not out.ok:
+        # The scripts' own ::error lines already say what to do; others get a generic hint.
         raise KitError(f"{remote.label}: {what} failed: {Remote.reason(out)}",
-                       "see the lines above; fix the release and deploy again")
+                       None if out.error else "see the lines above, fix, and run again")
     return out
 
 

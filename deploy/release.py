@@ -60,7 +60,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
         f"  rm -rf {q(release_path)} {pf}",
         f"  {lock.release_line(s)}",
         f"  echo '::error the new release failed its health check on a private socket; "
-        f"nothing was switched, the previous release still serves'; exit {PREFLIGHT_EXIT}",
+        f"nothing was switched, the previous release still serves — fix the app (its log is above) and deploy again'; exit {PREFLIGHT_EXIT}",
         "fi",
         "kill -TERM -- -$pf_pid 2>/dev/null || true",
         f"rm -rf {pf}",
@@ -140,7 +140,9 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         "    echo \"rolled back to $prev\"",
         "  fi",
         f"  {lock.release_line(s)}",
-        f"  echo \"::error release {release} failed its health check; $prev serves again\"; exit {UNHEALTHY_EXIT}",
+        f"  echo \"::error release {release} failed its health check through nginx; "
+        f"${{prev:-no previous release}} serves again — fix the app (its log is above) and deploy again\"; "
+        f"exit {UNHEALTHY_EXIT}",
         "fi",
         "echo \"::previous $prev\"",
         finish_lines(s, release, holder, verb),

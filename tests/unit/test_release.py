@@ -313,7 +313,8 @@ def test_switch_script_shape(s):
     assert re.findall(r"::step (\w+)", text) == ["switch", "health", "finish"]
     assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)}; then" in lines
     assert "    " + release.point_current(s, '"$prev"') in lines
-    assert f"  echo \"::error release {R2} failed its health check; $prev serves again\"; exit 4" in lines
+    assert (f"  echo \"::error release {R2} failed its health check through nginx; ${{prev:-no previous "
+            "release}} serves again — fix the app (its log is above) and deploy again\"; exit 4") in lines
     assert "  journalctl -u flasksample.service --no-pager -o short-iso -n 20 2>&1 | tail -n 20" in lines
     assert 'echo "::previous $prev"' in lines
     assert "mkdir /srv/flasksample/.kit/lock" not in text
@@ -344,7 +345,8 @@ def test_failed_health_gate_points_current_back_and_reports(srv, run_bash):
     result, calls = run_stubbed(run_bash, root, release.switch_script(s, R2, "me"), KIT_STALE="nope")
     assert result.returncode == release.UNHEALTHY_EXIT
     out = result.stdout.splitlines()
-    assert out[-1] == f"::error release {R2} failed its health check; {R1} serves again"
+    assert out[-1] == (f"::error release {R2} failed its health check through nginx; {R1} serves again"
+                       " — fix the app (its log is above) and deploy again")
     assert f"--- release {R2} failed its health check through nginx; the app log says:" in out
     assert "app log line" in out and f"rolled back to {R1}" in out
     assert os.readlink(root / "current") == f"releases/{R1}"
