@@ -314,7 +314,7 @@ def test_switch_script_shape(s):
     assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)}; then" in lines
     assert "    " + release.point_current(s, '"$prev"') in lines
     assert (f"  echo \"::error release {R2} failed its health check through nginx; ${{prev:-no previous "
-            "release}} serves again — fix the app (its log is above) and deploy again\"; exit 4") in lines
+            "release} serves again — fix the app (its log is above) and deploy again\"; exit 4") in lines
     assert "  journalctl -u flasksample.service --no-pager -o short-iso -n 20 2>&1 | tail -n 20" in lines
     assert 'echo "::previous $prev"' in lines
     assert "mkdir /srv/flasksample/.kit/lock" not in text
