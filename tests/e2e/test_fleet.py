@@ -1,0 +1,31 @@
+"""Several hosts in one run: `fab -H a,b …` sets up and deploys both, all or nothing."""
+import json
+
+
+def release_of(http, host):
+    return json.loads(http(host, "/healthz")[1])["release"]
+
+
+def test_two_hosts_deploy_together_and_a_failing_host_switches_none(sandbox_hosts, fab, http, app_copy):
+    a, b = sandbox_hosts(2)
+    group = ["-f", str(app_copy.config), "-S", a.ssh_config, "-H", f"{a.name},{b.name}"]
+
+    out = fab(*group, "setup", "deploy")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.count("setup done") == 2
+    first = release_of(http, a)
+    assert release_of(http, b) == first and http(b, "/") == (200, "Hello World!")
+
+    # b's health check path does not exist: b fails its preflight, so a must not switch either.
+    app_copy.settings(hosts={b.name: {"health_path": "/missing"}})
+    app_copy.say("Hello v2!")
+    out = fab(*group, "deploy")
+    assert out.returncode == 1 and f"{b.name}: prepare failed" in out.stderr
+    assert release_of(http, a) == first and http(a, "/") == (200, "Hello World!")
+    assert http(b, "/") == (200, "Hello World!")
+
+    app_copy.settings()
+    out = fab(*group, "deploy")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert http(a, "/") == http(b, "/") == (200, "Hello v2!")
+    assert release_of(http, a) == release_of(http, b) != first
