@@ -80,7 +80,7 @@ BROKEN = {
 @pytest.mark.parametrize("kind", list(BROKEN))
 def test_broken_release_is_rolled_back_without_a_failed_request(kind, sandbox_host, kit, http, app_copy):
     host = sandbox_host
-    app_copy.settings(health_timeout=4)
+    app_copy.settings(health_timeout=8)
     kit(host, "setup", "deploy", config=app_copy.config)
     before = json.loads(http(host, "/healthz")[1])["release"]
     app_copy.patch(*BROKEN[kind])
