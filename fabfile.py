@@ -53,30 +53,29 @@ def rollback(c, to=None, force=False):
         deployer.rollback(remotes, settings_for, to=to, force=force)
 
 
+def _show_on_each(c, task, build, parallel=True):
+    """Run the script `build(settings)` on every host of the run and print its output."""
+    remotes, settings_for = _remotes(c, task)
+    if remotes:
+        each(remotes, lambda r: deployer.show(r, r.must(build(settings_for(r)), task)), parallel)
+
+
 @kit_task
 def restart(c):
     """Restart the app's gunicorn (no request dropped) and wait until it is healthy."""
-    remotes, settings_for = _remotes(c, "restart")
-    if remotes:
-        each(remotes, lambda r: deployer.show(r, r.must(ops.restart_script(settings_for(r)), "restart")))
+    _show_on_each(c, "restart", ops.restart_script)
 
 
 @kit_task
 def status(c):
     """Service state, current release, uptime, workers and the health answer."""
-    remotes, settings_for = _remotes(c, "status")
-    if remotes:
-        each(remotes, lambda r: deployer.show(r, r.must(ops.status_script(settings_for(r)), "status")),
-             parallel=False)
+    _show_on_each(c, "status", ops.status_script, parallel=False)
 
 
 @kit_task
 def releases(c):
     """The releases on the server (current marked) and the last deploys."""
-    remotes, settings_for = _remotes(c, "releases")
-    if remotes:
-        each(remotes, lambda r: deployer.show(r, r.must(release.list_script(settings_for(r)), "releases")),
-             parallel=False)
+    _show_on_each(c, "releases", release.list_script, parallel=False)
 
 
 @kit_task(help={"follow": "keep printing new lines", "lines": "how many lines (default 50)",
