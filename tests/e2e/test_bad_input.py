@@ -1,0 +1,46 @@
+"""Bad input gets one line naming the problem and the fix — no traceback, nothing changed."""
+import pytest
+
+
+def one_line_error(result) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = [l for l in result.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and " — fix: " in lines[0], result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("yaml_text, expected", [
+    ("flasksample:\n  wokers: 3\n", "unknown setting 'wokers' in fabric.yaml — fix: did you mean 'workers'?"),
+    ("flasksample:\n  workers: many\n", "setting 'workers' in fabric.yaml must be int, got 'many'"),
+    ("flasksample:\n  process_manager: runit\n", "setting 'process_manager' in fabric.yaml is 'runit'"),
+    ("flasksample:\n  wsgi: nothere:app\n", "names module 'nothere'"),
+])
+def test_bad_settings_are_refused_before_connecting(fab, tmp_path, yaml_text, expected):
+    config = tmp_path / "fabric.yaml"
+    config.write_text(yaml_text)
+    # 127.0.0.1:1 has no sshd: the settings error must come first.
+    assert expected in one_line_error(fab("-f", str(config), "-H", "127.0.0.1:1", "setup"))
+
+
+def test_unreachable_host(fab):
+    line = one_line_error(fab("-H", "127.0.0.1:1", "setup"))
+    assert "cannot connect to 127.0.0.1:1" in line
+
+
+def test_task_without_host(fab):
+    assert "needs a host" in one_line_error(fab("deploy"))
+
+
+def test_refused_key_and_missing_sudo(sandbox_host, fab, ssh):
+    host = sandbox_host
+    line = one_line_error(fab("-S", host.ssh_config, "-H", f"nobody@{host.name}", "setup"))
+    assert "SSH refused the key for user nobody" in line
+
+    root = ssh(host, "root")
+    root.run("useradd -m -s /bin/bash nosudo && install -d -o nosudo -m 700 ~nosudo/.ssh && "
+             "cp ~deploy/.ssh/authorized_keys ~nosudo/.ssh/ && chown nosudo ~nosudo/.ssh/authorized_keys",
+             hide=True)
+    line = one_line_error(fab("-S", host.ssh_config, "-H", f"nosudo@{host.name}", "setup"))
+    assert "nosudo cannot" in line and "sudo" in line
+    assert root.run("test -e /srv/flasksample", hide=True, warn=True).exited != 0
