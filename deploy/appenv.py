@@ -263,7 +263,7 @@ def change_script(s, holder: str) -> str:
     runs, restart it behind the health gate, putting the previous file back if unhealthy."""
     m = manager_for(s)
     env, prev = q(layout.env_file(s)), q(f"{layout.kit_dir(s)}/{BACKUP}")
-    gate = f"kit_healthy {health.through_nginx(s)} '' {s.health_timeout}"
+    gate = f"kit_healthy '' {s.health_timeout} {health.through_nginx(s)}"
     return script(
         "umask 077",
         health.wait_function(s),
