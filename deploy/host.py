@@ -20,10 +20,16 @@ from deploy.errors import KitError
 from deploy.shell import q
 
 
-def root_command(script: str, as_root: bool) -> str:
-    """The command line that runs `script` with bash as root."""
+def root_command(script: str, as_root: bool, password: bool = False) -> str:
+    """The command line that runs `script` with bash as root.
+
+    With a sudo password, sudo reads it as the first line of stdin (-S, no prompt; -k so it
+    always asks, else a cached login would leave that line for the script to read).
+    """
     cmd = f"bash -c {q(script)}"
-    return cmd if as_root else f"sudo -n -H -- {cmd}"
+    if as_root:
+        return cmd
+    return f"sudo -k -S -p '' -H -- {cmd}" if password else f"sudo -n -H -- {cmd}"
 
 
 @dataclass
@@ -98,13 +104,12 @@ class Remote:
         """Run a bash script as root; never raises for a non-zero exit (see Outcome)."""
         self.connect()
         started = time.time()
-        kwargs = dict(hide=not stream, warn=True, in_stream=io.StringIO(stdin) if stdin else False)
-        sudo_password = self.conn.config.get("sudo", {}).get("password")
+        password = None if self.as_root else self.conn.config.get("sudo", {}).get("password")
+        feed = (f"{password}\n" if password else "") + (stdin or "")
         try:
-            if self.as_root or not sudo_password:
-                result = self.conn.run(root_command(script, self.as_root), pty=False, **kwargs)
-            else:
-                result = self.conn.sudo(f"bash -c {q(script)}", **kwargs)
+            result = self.conn.run(root_command(script, self.as_root, bool(password)), pty=False,
+                                   hide=not stream, warn=True,
+                                   in_stream=io.StringIO(feed) if feed else False)
         except UnexpectedExit as e:  # only reached if warn is overridden by config
             result = e.result
         except (paramiko.SSHException, OSError, EOFError) as e:
@@ -130,6 +135,9 @@ class Remote:
 
     def _check_sudo(self, result) -> None:
         err = result.stderr or ""
+        if result.exited != 0 and "incorrect password attempt" in err:
+            raise KitError(f"{self.label}: sudo rejected the password for user {self.conn.user}",
+                           "run again with --prompt-for-sudo-password and the right password")
         if result.exited != 0 and err.startswith("sudo:"):
             if "password" in err:
                 raise KitError(f"{self.label}: user {self.conn.user} cannot sudo without a password",

@@ -44,3 +44,21 @@ def test_refused_key_and_missing_sudo(sandbox_host, fab, ssh):
     line = one_line_error(fab("-S", host.ssh_config, "-H", f"nosudo@{host.name}", "setup"))
     assert "nosudo cannot" in line and "sudo" in line
     assert root.run("test -e /srv/flasksample", hide=True, warn=True).exited != 0
+
+
+def test_sudo_user_with_a_password(sandbox_host, fab, ssh, app_copy, tmp_path):
+    """`--prompt-for-sudo-password` fills Fabric's sudo.password; a config file does the same."""
+    host = sandbox_host
+    ssh(host, "root").run(
+        "useradd -m -s /bin/bash pw && echo 'pw:Secr3t-pw' | chpasswd && install -d -o pw -m 700 ~pw/.ssh"
+        " && cp ~deploy/.ssh/authorized_keys ~pw/.ssh/ && chown pw ~pw/.ssh/authorized_keys"
+        " && echo 'pw ALL=(ALL) ALL' > /etc/sudoers.d/pw", hide=True)
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text(app_copy.config.read_text() + "sudo:\n  password: Secr3t-pw\n")
+    bad.write_text(app_copy.config.read_text() + "sudo:\n  password: nope\n")
+    target = ["-S", host.ssh_config, "-H", f"pw@{host.name}"]
+    line = one_line_error(fab("-f", str(bad), *target, "status"))
+    assert "sudo rejected the password for user pw" in line
+    out = fab("-f", str(good), *target, "setup", "deploy", "status")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "service:  running" in out.stdout and "Secr3t-pw" not in out.stdout + out.stderr
