@@ -24,8 +24,11 @@ Applying a change: systemd reads EnvironmentFile= and sh sources the file only w
 master starts; `systemctl reload` (HUP) forks new workers from the same master, with the same
 environment, so a reload would not apply it. A change therefore restarts the app: under
 systemd the `<app>.socket` unit keeps the listening socket, so connections wait in its
-backlog while the new master boots and none is dropped. Then the health gate runs through
-nginx; if it fails, the previous file is put back and the app restarted again.
+backlog while the new master boots and none is dropped (measured: 0 failed of ~7,000 requests
+under load, slowest ~2 s). Under supervisor gunicorn owns its socket, so the restart refuses
+requests for about a second — the same as a deploy whose venv changed — and the task says so.
+Then the health gate runs through nginx; if it fails, the previous file is put back and the
+app restarted again.
 """
 from __future__ import annotations
 
@@ -275,6 +278,9 @@ def change_script(s, holder: str) -> str:
         'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac',
         f"if ! {m.is_active(s)}; then echo 'the app is not running: the new environment "
         "applies when it starts'; exit 0; fi",
+        "echo 'note: under supervisor, gunicorn closes its socket while it restarts: requests "
+        "are refused for about a second (systemd's socket unit queues them instead)'"
+        if m.NAME == "supervisor" else "",
         m.restart(s),
         f"if ! {gate}; then",
         f"  if [ -e {prev} ]; then mv -f {prev} {env}; else rm -f {env}; fi",
