@@ -28,6 +28,7 @@ class Point:
     failed: bool
     new: bool         # the answer carried the new body
     what: str         # "200", "502", "ConnectionRefusedError", ...
+    host: int = 0     # index into the event's URLs
 
 
 @dataclass
@@ -46,6 +47,13 @@ class EventResult:
 
     def in_window(self) -> list[Point]:
         return [p for p in self.points if p.t <= self.window_end and p.t + p.latency >= 0.0]
+
+    def failure_lines(self, hosts: list[str], limit: int = 6) -> list[str]:
+        """Where and when requests failed: host, start time, latency, kind (first `limit`)."""
+        bad = [p for p in self.points if p.failed]
+        out = [f"{hosts[p.host] if p.host < len(hosts) else p.host} t={p.t:+.3f}s "
+               f"({p.latency * 1000:.0f} ms) {p.what}" for p in bad[:limit]]
+        return out + ([f"… {len(bad) - limit} more"] if len(bad) > limit else [])
 
     def longest_gap(self) -> float:
         """Longest time, overlapping the window, in which no client got a successful answer."""
@@ -113,10 +121,10 @@ def measure(name: str, command: str, urls: list[str], action, new_tag: str | Non
     scan(t_ev)
     new_after = max(seen) if marker and all(x is not None for x in seen) else None
     points = []
-    for load in loads:
+    for i, load in enumerate(loads):
         for s in load.samples:
             points.append(Point(load.t0 + s.start - t_ev, s.latency, s.failed,
-                                bool(marker) and s.status == 200 and s.body == marker, _what(s)))
+                                bool(marker) and s.status == 200 and s.body == marker, _what(s), i))
     points.sort(key=lambda p: p.t)
     res = EventResult(name, command, rc, took, new_after, expect_new, points, out=out)
     res.window_end = max(took, new_after or 0.0) + TAIL
