@@ -2,8 +2,9 @@
 
 `wait_function(s)` defines `kit_healthy RELEASE TIMEOUT CURL_ARGS…`: it polls with curl until
 the answer is 200 and (when RELEASE is given) names that release three times in a row,
-or fails after TIMEOUT seconds. Used through nginx after a switch, and on a private socket
-before a new release takes any traffic.
+or fails after TIMEOUT seconds — at once if KIT_WATCH_PID is set and that process has died.
+Used through nginx after a switch, and on a private socket before a new release takes any
+traffic.
 """
 from __future__ import annotations
 
@@ -16,6 +17,9 @@ def wait_function(s) -> str:
   shift 2
   deadline=$(( $(date +%s%N) / 1000000 + timeout * 1000 ))
   while [ $(( $(date +%s%N) / 1000000 )) -lt "$deadline" ]; do
+    if [ -n "${KIT_WATCH_PID:-}" ] && ! kill -0 "$KIT_WATCH_PID" 2>/dev/null; then
+      echo "the new release's gunicorn exited before answering"; return 1
+    fi
     body=$(curl -sf -m 2 "$@" 2>/dev/null) || body=""
     if [ -n "$body" ] && { [ -z "$want" ] || [[ "$body" == *"\"release\":\"$want\""* ]]; }; then
       good=$((good + 1)); [ "$good" -ge 3 ] && return 0

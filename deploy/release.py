@@ -53,7 +53,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
         f"rm -rf {pf} && install -d -o {s.app_user} -g {s.app_user} -m 700 {pf}",
         f"(cd / && exec setsid runuser -u {s.app_user} -- sh -c {q(boot)}) >{log} 2>&1 < /dev/null &",
         "pf_pid=$!",
-        f"if ! kit_healthy '' {s.health_timeout} {health.on_socket(s, sock)}; then",
+        f"if ! KIT_WATCH_PID=$pf_pid kit_healthy '' {s.health_timeout} {health.on_socket(s, sock)}; then",
         "  kill -TERM -- -$pf_pid 2>/dev/null || true; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
         f"  echo '--- the new release failed its health check before taking traffic; its log:'",
         f"  grep -v '^\\[.*\\] \\[INFO\\]' {log} | tail -n 15",

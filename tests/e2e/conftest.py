@@ -260,3 +260,13 @@ def http_get(host, path="/", timeout=5.0) -> tuple[int, str]:
 @pytest.fixture
 def http():
     return http_get
+
+
+def load_on(host, **kw):
+    """Steady load through the host's nginx, with the tests' defaults: four clients keep the
+    app busy without starving a 2-core machine that also runs another test, and a request
+    counts as failed after 10 s (a restart on a loaded CI machine can queue requests for
+    seconds: latency, which bench/ measures, not a dropped request)."""
+    from bench.load import Load
+
+    return Load(f"http://{host.address}/", **{"concurrency": 4, "timeout": 10.0, "max_seconds": 120, **kw})

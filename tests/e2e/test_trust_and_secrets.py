@@ -11,8 +11,7 @@ import time
 import urllib.request
 import uuid
 
-from bench.load import Load
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_on
 from deploy import package, settings, trust
 
 APP = "flasksample"
@@ -150,7 +149,7 @@ def test_secrets_reach_the_app_and_nowhere_else(sandbox_host, ssh, tmp_path):
     # set it under load, watching the server's process list the whole time
     conn.run("sudo systemd-run -q --unit kit-psloop sh -c "
              "'for i in $(seq 300); do ps auxww; sleep 0.02; done > /root/ps.log 2>&1'", hide=True)
-    with Load(f"http://{host.address}/", concurrency=8, max_seconds=120) as load:
+    with load_on(host) as load:
         time.sleep(0.5)
         out = fab("env.set", "SECRET_KEY", stdin=secret + "\n")
         time.sleep(0.5)

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from bench.load import Load
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, load_on
 
 APP = "flasksample"
 MANAGERS = ["systemd", "supervisor"]
@@ -35,7 +34,7 @@ def answers_between(load, start, end):
 def test_no_request_fails_during_deploy_rollback_reload_restart(live, sandbox_host, kit, ssh, app_copy):
     host, root = sandbox_host, ssh(sandbox_host, "root")
     events = {}
-    with Load(f"http://{host.address}/", concurrency=8, keep_body=True, max_seconds=120) as load:
+    with load_on(host, keep_body=True) as load:
         time.sleep(0.5)
         app_copy.say("Hello v2!")
         t = load.now()
@@ -84,7 +83,7 @@ def test_broken_release_is_rolled_back_without_a_failed_request(kind, sandbox_ho
     kit(host, "setup", "deploy", config=app_copy.config)
     before = json.loads(http(host, "/healthz")[1])["release"]
     app_copy.patch(*BROKEN[kind])
-    with Load(f"http://{host.address}/", concurrency=8, max_seconds=120) as load:
+    with load_on(host) as load:
         out = kit(host, "deploy", config=app_copy.config, check=False)
         time.sleep(0.3)
     assert out.returncode == 1, out.stdout + out.stderr
@@ -141,7 +140,7 @@ def test_interrupted_deploy_leaves_old_release_and_next_deploy_works(sandbox_hos
     kit(host, "setup", "deploy", config=app_copy.config)
     before = json.loads(http(host, "/healthz")[1])["release"]
     app_copy.patch("import os", "import os\nimport time; time.sleep(5)")
-    with Load(f"http://{host.address}/", concurrency=4, max_seconds=60) as load:
+    with load_on(host) as load:
         proc = fab_popen(host, app_copy.config, "deploy")
         wait_lock(root)
         time.sleep(0.5)  # inside the preflight
@@ -161,11 +160,16 @@ def test_old_releases_are_cleaned_but_current_and_previous_kept(sandbox_host, ki
     host, root = sandbox_host, ssh(sandbox_host, "root")
     app_copy.settings(keep_releases=2)
     kit(host, "setup", config=app_copy.config)
+    master = None
     for n in range(4):
         app_copy.say(f"Hello {n}!")
         kit(host, "deploy", config=app_copy.config)
+        master = master or root.run(f"systemctl show -p MainPID --value {APP}", hide=True).stdout
     releases = root.run(f"ls /srv/{APP}/releases", hide=True).stdout.split()
     assert len(releases) == 2
+    # The release the master started in is gone, and reloads still work with the same master.
+    assert root.run(f"systemctl show -p MainPID --value {APP}", hide=True).stdout == master
+    assert root.run(f"journalctl -u {APP} | grep -c \"can't chdir\"", hide=True, warn=True).stdout.strip() == "0"
     kit(host, "rollback", config=app_copy.config)
     assert http(host, "/") == (200, "Hello 2!")
     # Rolled back: current is now the older of the two; the newer one stays as well.

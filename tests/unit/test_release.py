@@ -247,7 +247,7 @@ def test_preflight_boots_the_release_alone_as_the_app_user(s):
     assert lines[1].startswith("(cd / && exec setsid runuser -u flasksample -- sh -c ")
     assert (f"exec {rel}/.venv/bin/gunicorn --chdir {rel} --config {rel}/gunicorn.conf.py "
             "--bind unix:/run/flasksample-preflight/gunicorn.sock --workers 1 --no-control-socket serve:app") in lines[1]
-    assert lines[3] == ("if ! kit_healthy '' 20 --unix-socket /run/flasksample-preflight/gunicorn.sock "
+    assert lines[3] == ("if ! KIT_WATCH_PID=$pf_pid kit_healthy '' 20 --unix-socket /run/flasksample-preflight/gunicorn.sock "
                         "http://localhost/healthz; then")
     assert any(l.strip().endswith(f"exit {release.PREFLIGHT_EXIT}") for l in lines)
 
