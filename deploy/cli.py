@@ -4,6 +4,7 @@ Every task in fabfile.py is declared with `@kit_task` instead of `@task`, so bad
 shows a traceback.
 """
 import functools
+import os
 import sys
 
 from invoke import task
@@ -24,6 +25,9 @@ def kit_task(*args, **kwargs):
                 raise Exit(f"error: {e}", code=1)
             except KeyboardInterrupt:
                 raise Exit("interrupted", code=130)
+            except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                raise Exit(code=0)
 
         return task(*args, **kwargs)(wrapper)
 
