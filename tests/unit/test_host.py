@@ -180,3 +180,78 @@ def test_rollback_to_a_missing_release_is_a_kit_error(local_server):
     with pytest.raises(KitError, match="no release nope on this host"):
         deployer.rollback([remote], lambda r: s, to="nope")
     assert switched == []
+
+
+# -- sudo with a password, stdin -------------------------------------------------------------
+
+class StdinConn(FakeConn):
+    """Also records what was fed to the command's stdin (read the way invoke reads it)."""
+
+    def run(self, cmd, **kw):
+        stream = kw.get("in_stream")
+        self.fed = stream.read(1) if stream else None  # invoke asks for one byte at a time
+        return super().run(cmd, **kw)
+
+
+def test_root_command_with_a_sudo_password_reads_it_from_stdin():
+    assert root_command("true", as_root=False, password=True) == "sudo -k -S -p '' -H -- bash -c true"
+
+
+def test_sudo_password_goes_first_on_stdin_then_the_scripts_input_in_one_read():
+    conn = StdinConn(user="deploy", sudo_password="pw")
+    Remote(conn).run("cat", stdin='{"a": 1}')
+    assert conn.commands == ["sudo -k -S -p '' -H -- bash -c cat"]
+    assert conn.fed == 'pw\n{"a": 1}'
+
+
+def test_no_stdin_and_no_password_sends_nothing():
+    conn = StdinConn(user="deploy")
+    Remote(conn).run("true")
+    assert conn.fed is None
+
+
+def test_a_rejected_sudo_password_is_a_one_line_kit_error():
+    conn = FakeConn(user="deploy", sudo_password="bad", handler=lambda cmd: (
+        "", "Sorry, try again.\nsudo: 1 incorrect password attempt\n", 1))
+    with pytest.raises(KitError) as exc:
+        Remote(conn).run("true")
+    assert str(exc.value).startswith("web1: sudo rejected the password for user deploy — fix:")
+
+
+# -- fleet: one call handles every -H host ------------------------------------------------------
+
+def test_fleet_needs_a_host():
+    from invoke import Context
+
+    from deploy.fleet import remotes_for_run
+
+    with pytest.raises(KitError) as exc:
+        remotes_for_run(Context(), "deploy")
+    assert "needs a host" in str(exc.value)
+
+
+def test_fleet_handles_all_cli_hosts_once(monkeypatch):
+    from fabric import Connection
+
+    from deploy import fleet
+
+    monkeypatch.setattr(fleet, "cli_hosts", lambda: ["a", "b"])
+    monkeypatch.setattr(fleet, "_handled", set())
+    first = fleet.remotes_for_run(Connection("a"), "status")
+    assert [r.label for r in first] == ["a", "b"]
+    assert fleet.remotes_for_run(Connection("b"), "status") is None
+    assert [r.label for r in fleet.remotes_for_run(Connection("a"), "deploy")] == ["a", "b"]
+
+
+def test_fleet_each_reports_every_failed_host():
+    from deploy.fleet import each
+
+    def fn(r):
+        if r != "ok":
+            raise KitError(f"{r} broke")
+        return r
+
+    assert each(["ok", "ok"], fn) == ["ok", "ok"]
+    with pytest.raises(KitError) as exc:
+        each(["ok", "x", "y"], fn)
+    assert str(exc.value) == "2 hosts failed: x broke | y broke"
