@@ -33,7 +33,7 @@ def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
         f"  echo 'building venv {req_hash} (requirements changed)'",
         f"  rm -rf {venv} && {q(s.python)} -m venv {venv}",
         f"  {venv}/bin/pip install -q --disable-pip-version-check --no-input -r {reqs} "
-        f">/tmp/kit-pip.log 2>&1 || {{ tail -n 5 /tmp/kit-pip.log; rm -rf {venv}; "
+        f">/run/flasksample-kit/pip.log 2>&1 || {{ tail -n 5 /run/flasksample-kit/pip.log; rm -rf {venv}; "
         f"echo '::error pip install -r {s.requirements} failed'; exit 1; }}",
         f"  touch {venv}/.complete",
         "fi",

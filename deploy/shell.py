@@ -10,7 +10,11 @@ import shlex
 
 q = shlex.quote
 
-HEADER = "set -euo pipefail\numask 022\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
+# Root's scratch files live in a root-only directory under /run, never at predictable /tmp
+# paths another local user could plant a symlink at.
+SCRATCH = "/run/flasksample-kit"
+HEADER = ("set -euo pipefail\numask 022\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
+          f"install -d -m 700 {SCRATCH}\n")
 
 
 def flatten(parts) -> list[str]:

@@ -21,8 +21,8 @@ def verify(s, staged: list[str]) -> str:
     """Parse the staged program file (the first) with configparser, supervisor's own format."""
     checks = (f"c=configparser.RawConfigParser(); c.read_file(open({staged[0]!r})); "
               f"assert c.has_section('program:{s.app_name}')")
-    return (f"python3 -c {q('import configparser; ' + checks)} 2>/tmp/kit-verify.log || "
-            "{ tail -n 3 /tmp/kit-verify.log; echo '::error the supervisor program file does not parse'; exit 1; }")
+    return (f"python3 -c {q('import configparser; ' + checks)} 2>/run/flasksample-kit/verify.log || "
+            "{ tail -n 3 /run/flasksample-kit/verify.log; echo '::error the supervisor program file does not parse'; exit 1; }")
 
 
 def probes(s):

@@ -33,8 +33,8 @@ def verify(s, staged: list[str]) -> str:
     paths = " ".join(q(p) for p in staged)
     return (
         f"if [ ! -x {q(gunicorn)} ]; then sed -i 's#^ExecStart={gunicorn} #ExecStart=/bin/true #' "
-        f"{paths}; fi; systemd-analyze verify {paths} >/tmp/kit-verify.log 2>&1 || "
-        f"{{ cat /tmp/kit-verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }}"
+        f"{paths}; fi; systemd-analyze verify {paths} >/run/flasksample-kit/verify.log 2>&1 || "
+        f"{{ cat /run/flasksample-kit/verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }}"
     )
 
 

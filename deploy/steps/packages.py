@@ -16,8 +16,8 @@ def install_line(names: list[str]) -> str:
     """apt-get install, refreshing the package lists once if the first attempt fails."""
     args = " ".join(names)
     install = f"apt-get install -y -q --no-install-recommends {args}"
-    return f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >/tmp/kit-apt.log 2>&1 " \
-           f"|| {{ tail -n 5 /tmp/kit-apt.log; echo '::error apt-get install {args} failed'; exit 1; }}"
+    return f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >/run/flasksample-kit/apt.log 2>&1 " \
+           f"|| {{ tail -n 5 /run/flasksample-kit/apt.log; echo '::error apt-get install {args} failed'; exit 1; }}"
 
 
 class Packages:

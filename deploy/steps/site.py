@@ -20,17 +20,17 @@ def apply_lines(s, content: str) -> list[str]:
     site, enabled = q(layout.nginx_site(s)), q(layout.nginx_enabled(s))
     default = q(layout.NGINX_DEFAULT_SITE)
     return [
-        "rm -rf /tmp/kit-nginx-backup && mkdir -p /tmp/kit-nginx-backup",
-        f"cp -a {site} {enabled} {default} /tmp/kit-nginx-backup/ 2>/dev/null || true",
+        "rm -rf /run/flasksample-kit/nginx-backup && mkdir -p /run/flasksample-kit/nginx-backup",
+        f"cp -a {site} {enabled} {default} /run/flasksample-kit/nginx-backup/ 2>/dev/null || true",
         write_file(layout.nginx_site(s), content),
         f"ln -sfn {site} {enabled}",
         f"rm -f {default}",
-        "if ! nginx -t >/tmp/kit-nginx-test.log 2>&1; then "
+        "if ! nginx -t >/run/flasksample-kit/nginx-test.log 2>&1; then "
         f"rm -f {site} {enabled}; "
-        f"cp -a /tmp/kit-nginx-backup/{layout.nginx_site(s).rsplit('/', 1)[1]} {site} 2>/dev/null || true; "
-        f"cp -a /tmp/kit-nginx-backup/{layout.nginx_enabled(s).rsplit('/', 1)[1]} {enabled} 2>/dev/null || true; "
-        f"cp -a /tmp/kit-nginx-backup/default {default} 2>/dev/null || true; "
-        "grep -E 'emerg|error' /tmp/kit-nginx-test.log | head -n 3; "
+        f"cp -a /run/flasksample-kit/nginx-backup/{layout.nginx_site(s).rsplit('/', 1)[1]} {site} 2>/dev/null || true; "
+        f"cp -a /run/flasksample-kit/nginx-backup/{layout.nginx_enabled(s).rsplit('/', 1)[1]} {enabled} 2>/dev/null || true; "
+        f"cp -a /run/flasksample-kit/nginx-backup/default {default} 2>/dev/null || true; "
+        "grep -E 'emerg|error' /run/flasksample-kit/nginx-test.log | head -n 3; "
         "echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi",
         "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi",
     ]

@@ -41,12 +41,12 @@ class ProcessManagerFiles:
         files = self.manager.files(s)
         changed = changed_files(files, f)
         if changed:
-            staged = [f"/tmp/kit-stage/{mf.path.rsplit('/', 1)[1]}" for mf in files]
-            lines.append("rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage")
+            staged = [f"/run/flasksample-kit/stage/{mf.path.rsplit('/', 1)[1]}" for mf in files]
+            lines.append("rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage")
             lines += [write_file(path, mf.content, mf.mode) for path, mf in zip(staged, files)]
             lines.append(self.manager.verify(s, staged))
             lines += [write_file(mf.path, mf.content, mf.mode) for mf in changed]
-            lines.append("rm -rf /tmp/kit-stage")
+            lines.append("rm -rf /run/flasksample-kit/stage")
             what.append("write " + " ".join(mf.path for mf in changed))
         activate = self.manager.activate(s, f, {mf.path for mf in changed})
         if activate and not changed:

@@ -193,8 +193,8 @@ def test_venv_lines_exact(s):
         "  echo 'building venv abc123 (requirements changed)'",
         "  rm -rf /srv/flasksample/venvs/abc123 && python3 -m venv /srv/flasksample/venvs/abc123",
         "  /srv/flasksample/venvs/abc123/bin/pip install -q --disable-pip-version-check --no-input "
-        f"-r /srv/flasksample/releases/{R1}/requirements.txt >/tmp/kit-pip.log 2>&1 || "
-        "{ tail -n 5 /tmp/kit-pip.log; rm -rf /srv/flasksample/venvs/abc123; "
+        f"-r /srv/flasksample/releases/{R1}/requirements.txt >/run/flasksample-kit/pip.log 2>&1 || "
+        "{ tail -n 5 /run/flasksample-kit/pip.log; rm -rf /srv/flasksample/venvs/abc123; "
         "echo '::error pip install -r requirements.txt failed'; exit 1; }",
         "  touch /srv/flasksample/venvs/abc123/.complete",
         "fi",
@@ -308,7 +308,7 @@ def test_reload_unless_the_venv_changed(srv, run_bash, new_venv, inactive, expec
 def test_switch_script_shape(s):
     text = release.switch_script(s, R2, "me")
     lines = text.splitlines()
-    assert lines[:6] == HEADER.splitlines() + ["trap '' HUP INT PIPE", "kit_log=$(mktemp)", "set +e"]
+    assert lines[:7] == HEADER.splitlines() + ["trap '' HUP INT PIPE", "kit_log=$(mktemp)", "set +e"]
     assert lines[-2:] == [') > "$kit_log" 2>&1; rc=$?', 'cat "$kit_log"; rm -f "$kit_log"; exit $rc']
     assert re.findall(r"::step (\w+)", text) == ["switch", "health", "finish"]
     assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)}; then" in lines

@@ -110,13 +110,13 @@ def test_bare_host_plan_lines(s):
     sock, svc = (templates.render("systemd/app.socket.j2", s),
                  templates.render("systemd/app.service.j2", s))
     assert steps["systemd-units"].lines == [
-        "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
-        write_file("/tmp/kit-stage/flasksample.socket", sock),
-        write_file("/tmp/kit-stage/flasksample.service", svc),
-        systemd.verify(s, ["/tmp/kit-stage/flasksample.socket", "/tmp/kit-stage/flasksample.service"]),
+        "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage",
+        write_file("/run/flasksample-kit/stage/flasksample.socket", sock),
+        write_file("/run/flasksample-kit/stage/flasksample.service", svc),
+        systemd.verify(s, ["/run/flasksample-kit/stage/flasksample.socket", "/run/flasksample-kit/stage/flasksample.service"]),
         write_file(SOCKET, sock),
         write_file(SERVICE, svc),
-        "rm -rf /tmp/kit-stage",
+        "rm -rf /run/flasksample-kit/stage",
         "systemctl daemon-reload",
         "systemctl enable -q flasksample.socket flasksample.service",
         "systemctl start flasksample.socket",
@@ -132,13 +132,13 @@ def test_bare_host_supervisor_plan(make):
     conf = templates.render("supervisor/app.conf.j2", s)
     tmpfiles = templates.render("supervisor/tmpfiles.conf.j2", s)
     assert steps["supervisor-units"].lines == [
-        "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
-        write_file("/tmp/kit-stage/flasksample.conf", conf),
-        write_file("/tmp/kit-stage/flasksample-run.conf", tmpfiles),
-        supervisor.verify(s, ["/tmp/kit-stage/flasksample.conf", "/tmp/kit-stage/flasksample-run.conf"]),
+        "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage",
+        write_file("/run/flasksample-kit/stage/flasksample.conf", conf),
+        write_file("/run/flasksample-kit/stage/flasksample-run.conf", tmpfiles),
+        supervisor.verify(s, ["/run/flasksample-kit/stage/flasksample.conf", "/run/flasksample-kit/stage/flasksample-run.conf"]),
         write_file(SUP_CONF, conf),
         write_file(TMPFILES, tmpfiles),
-        "rm -rf /tmp/kit-stage",
+        "rm -rf /run/flasksample-kit/stage",
         "systemctl enable -q supervisor",
         "systemctl start supervisor",
         "for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && break; sleep 0.1; done",
@@ -151,8 +151,8 @@ def test_bare_host_supervisor_plan(make):
 def test_install_line_retries_after_apt_update_and_reports_one_error():
     assert install_line(["nginx", "curl"]) == (
         "{ apt-get install -y -q --no-install-recommends nginx curl || { apt-get update -q && "
-        "apt-get install -y -q --no-install-recommends nginx curl; }; } >/tmp/kit-apt.log 2>&1 "
-        "|| { tail -n 5 /tmp/kit-apt.log; echo '::error apt-get install nginx curl failed'; exit 1; }")
+        "apt-get install -y -q --no-install-recommends nginx curl; }; } >/run/flasksample-kit/apt.log 2>&1 "
+        "|| { tail -n 5 /run/flasksample-kit/apt.log; echo '::error apt-get install nginx curl failed'; exit 1; }")
 
 
 @pytest.mark.parametrize("manager", ["systemd", "supervisor"])
@@ -205,12 +205,12 @@ def test_changed_service_hash_rewrites_verifies_and_reloads(s):
     sock, svc = (templates.render("systemd/app.socket.j2", s),
                  templates.render("systemd/app.service.j2", s))
     assert steps["systemd-units"].lines == [
-        "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage",
-        write_file("/tmp/kit-stage/flasksample.socket", sock),
-        write_file("/tmp/kit-stage/flasksample.service", svc),
-        systemd.verify(s, ["/tmp/kit-stage/flasksample.socket", "/tmp/kit-stage/flasksample.service"]),
+        "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage",
+        write_file("/run/flasksample-kit/stage/flasksample.socket", sock),
+        write_file("/run/flasksample-kit/stage/flasksample.service", svc),
+        systemd.verify(s, ["/run/flasksample-kit/stage/flasksample.socket", "/run/flasksample-kit/stage/flasksample.service"]),
         write_file(SERVICE, svc),
-        "rm -rf /tmp/kit-stage",
+        "rm -rf /run/flasksample-kit/stage",
         "systemctl daemon-reload",
         "systemctl restart flasksample.service",
     ]
@@ -218,12 +218,12 @@ def test_changed_service_hash_rewrites_verifies_and_reloads(s):
 
 
 def test_verify_line_is_systemd_analyze_on_the_staged_copies(s):
-    assert systemd.verify(s, ["/tmp/kit-stage/a.socket", "/tmp/kit-stage/a.service"]) == (
+    assert systemd.verify(s, ["/run/flasksample-kit/stage/a.socket", "/run/flasksample-kit/stage/a.service"]) == (
         "if [ ! -x /srv/flasksample/current/.venv/bin/gunicorn ]; then sed -i "
         "'s#^ExecStart=/srv/flasksample/current/.venv/bin/gunicorn #ExecStart=/bin/true #' "
-        "/tmp/kit-stage/a.socket /tmp/kit-stage/a.service; fi; systemd-analyze verify "
-        "/tmp/kit-stage/a.socket /tmp/kit-stage/a.service >/tmp/kit-verify.log 2>&1 || "
-        "{ cat /tmp/kit-verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }")
+        "/run/flasksample-kit/stage/a.socket /run/flasksample-kit/stage/a.service; fi; systemd-analyze verify "
+        "/run/flasksample-kit/stage/a.socket /run/flasksample-kit/stage/a.service >/run/flasksample-kit/verify.log 2>&1 || "
+        "{ cat /run/flasksample-kit/verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }")
 
 
 def test_changed_socket_restarts_socket_and_service(s):
@@ -231,7 +231,7 @@ def test_changed_socket_restarts_socket_and_service(s):
     f[f"sha:{SOCKET}"] = MISSING
     lines = by_step(plan(s, f))["systemd-units"].lines
     assert lines[-4:] == [
-        "rm -rf /tmp/kit-stage",
+        "rm -rf /run/flasksample-kit/stage",
         "systemctl daemon-reload",
         "systemctl stop flasksample.service flasksample.socket",
         "systemctl start flasksample.socket flasksample.service",
@@ -288,10 +288,10 @@ def test_stopped_nginx_is_only_started(s):
 def test_nginx_apply_restores_the_previous_site_when_nginx_t_fails(s):
     from deploy.steps.site import apply_lines
     gate = apply_lines(s, "x")[5]
-    assert gate.startswith("if ! nginx -t >/tmp/kit-nginx-test.log 2>&1; then rm -f "
+    assert gate.startswith("if ! nginx -t >/run/flasksample-kit/nginx-test.log 2>&1; then rm -f "
                            f"{SITE} /etc/nginx/sites-enabled/flasksample.conf; ")
-    assert f"cp -a /tmp/kit-nginx-backup/flasksample.conf {SITE} 2>/dev/null || true;" in gate
-    assert "cp -a /tmp/kit-nginx-backup/default /etc/nginx/sites-enabled/default" in gate
+    assert f"cp -a /run/flasksample-kit/nginx-backup/flasksample.conf {SITE} 2>/dev/null || true;" in gate
+    assert "cp -a /run/flasksample-kit/nginx-backup/default /etc/nginx/sites-enabled/default" in gate
     assert gate.endswith("echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi")
 
 
@@ -342,4 +342,4 @@ def test_switch_on_a_fresh_manager_removes_then_installs(make):
     f[f"exists:{SERVICE}"] = "yes"
     lines = by_step(plan(s, f))["supervisor-units"].lines
     assert lines[:3] == systemd.remove(s)
-    assert lines[3] == "rm -rf /tmp/kit-stage && mkdir -p /tmp/kit-stage"
+    assert lines[3] == "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage"
