@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 import socket
 import time
 
@@ -62,8 +63,9 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
 
     def prepare(r: Remote):
         s = settings_for(r)
-        r.put_bytes(pkg.data, release.upload_path(pkg.release))
-        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force), "prepare")
+        archive = release.upload_path(pkg.release, secrets.token_hex(8))
+        r.put_bytes(pkg.data, archive)
+        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force, archive), "prepare")
 
     def abort(r: Remote):
         r.run(release.abort_script(settings_for(r), pkg.release, who))

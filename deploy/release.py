@@ -20,8 +20,10 @@ PREFLIGHT_EXIT = 3
 UNHEALTHY_EXIT = 4
 
 
-def upload_path(release: str) -> str:
-    return f"/tmp/flasksample-{release}.tar.gz"
+def upload_path(release: str, token: str) -> str:
+    """Where the archive is uploaded; the random token keeps other local users from
+    planting a file at that path before the upload."""
+    return f"/tmp/flasksample-{release}-{token}.tar.gz"
 
 
 def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
@@ -67,9 +69,8 @@ def preflight_lines(s, release_path: str) -> list[str]:
     ]
 
 
-def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> str:
+def prepare_script(s, release: str, req_hash: str, holder: str, force: bool, archive: str) -> str:
     rel = layout.release_dir(s, release)
-    archive = upload_path(release)
     # Any failure after the lock is ours (including a lost connection: HUP) undoes this
     # release and frees the lock, so the next deploy just works.
     undo = f"rm -rf {q(rel)} {q(rel)}.partial /run/{s.app_name}-preflight; {lock.release_line(s)}"
