@@ -58,7 +58,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
         f"if ! KIT_WATCH_PID=$pf_pid kit_healthy '' {s.health_timeout} {health.on_socket(s, sock)}; then",
         "  kill -TERM -- -$pf_pid 2>/dev/null || true; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
         f"  echo '--- the new release failed its health check before taking traffic; its log:'",
-        f"  grep -v '^\\[.*\\] \\[INFO\\]' {log} | tail -n 15",
+        f"  {{ grep -v '^\\[.*\\] \\[INFO\\]' {log} || true; }} | tail -n 15",
         f"  rm -rf {q(release_path)} {pf}",
         f"  {lock.release_line(s)}",
         f"  echo '::error the new release failed its health check on a private socket; "
@@ -71,8 +71,9 @@ def preflight_lines(s, release_path: str) -> list[str]:
 
 def prepare_script(s, release: str, req_hash: str, holder: str, force: bool, archive: str) -> str:
     rel = layout.release_dir(s, release)
-    # Any failure after the lock is ours (including a lost connection: HUP) undoes this
-    # release and frees the lock, so the next deploy just works.
+    # Any failure once the lock is ours undoes this release and frees the lock, so the next
+    # deploy just works. (A client that vanishes mid-prepare does not stop this script: it
+    # finishes, and its lock then waits for the next deploy's --force.)
     undo = f"rm -rf {q(rel)} {q(rel)}.partial /run/{s.app_name}-preflight; {lock.release_line(s)}"
     return script(
         health.wait_function(s),
@@ -95,10 +96,12 @@ def activate_lines(s) -> list[str]:
     """Make gunicorn serve what `current` points to: reload, restart if the venv changed."""
     m = manager_for(s)
     cur = q(layout.current_link(s))
+    # A failing start/reload must not end the script before the health gate decides (and
+    # rolls back): the gate, not the manager's exit code, is the judge.
     return [
-        f"if ! {m.is_active(s)}; then {m.start(s)};",
+        f"{{ if ! {m.is_active(s)}; then {m.start(s)};",
         f"elif [ \"$(readlink -f {cur}/.venv)\" != \"$old_venv\" ]; then {m.restart(s)};",
-        f"else {m.reload(s)}; fi",
+        f"else {m.reload(s)}; fi; }} || echo 'warning: {m.NAME} reported an error; the health check decides'",
     ]
 
 
