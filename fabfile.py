@@ -78,14 +78,14 @@ def releases(c):
     _show_on_each(c, "releases", release.list_script, parallel=False)
 
 
-@kit_task(help={"follow": "keep printing new lines", "lines": "how many lines (default 50)",
-                "since": "journalctl time, e.g. '10 min ago'", "nginx": "nginx's logs instead"})
-def logs(c, follow=False, lines=50, since=None, nginx=False):
-    """The app's log (journalctl -u <app> or supervisor's log); --nginx for nginx's."""
+@kit_task(help={"follow": "keep printing new lines", "number": "how many lines (default 50)",
+                "since": "journalctl time, e.g. '10 min ago'", "web": "nginx's access and error logs instead"})
+def logs(c, follow=False, number=50, since=None, web=False):
+    """The app's log (journalctl -u <app> or supervisor's log); -w for nginx's."""
     remotes, settings_for = _remotes(c, "logs")
     if remotes:
         for r in remotes:
-            r.run(ops.logs_script(settings_for(r), follow, int(lines), since, nginx), stream=True)
+            r.run(ops.logs_script(settings_for(r), follow, int(number), since, web), stream=True)
 
 
 @kit_task(help={"fingerprint": "expected SHA256:… of the host key: check it, no prompt (CI)",

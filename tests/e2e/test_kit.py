@@ -60,8 +60,10 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     root.run(ops["reload"], hide=True)
     assert http(host, "/") == (200, "Hello World!")
 
-    logs = kit(host, "logs", "--lines", "200", user=user, config=app_copy.config)
+    logs = kit(host, "logs", "-n", "200", user=user, config=app_copy.config)
     assert '"GET / HTTP/1.0" 200' in logs.stdout
+    web = kit(host, "logs", "--web", "-n", "50", user=user, config=app_copy.config)
+    assert '"GET / HTTP/1.1" 200' in web.stdout
     status = kit(host, "status", user=user, config=app_copy.config)
     assert f"release:  {v1}" in status.stdout
     assert f"manager:  {manager}" in status.stdout

@@ -178,7 +178,7 @@ def test_secrets_reach_the_app_and_nowhere_else(sandbox_host, ssh, tmp_path):
     fab("rollback")
     assert healthz(host)["secret_key_set"] is True
     fab("status")
-    fab("logs", "--lines", "200")
+    fab("logs", "-n", "200")
     assert sh(conn, "sudo sha256sum /srv/flasksample/shared/env") == env_sha
 
     # nowhere else: task output, journal, ps, systemctl show, releases, venvs, logs, archive.
