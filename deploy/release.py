@@ -43,6 +43,19 @@ def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
     ]
 
 
+def shared_lines(s, release_path: str) -> list[str]:
+    """Link each shared_dirs entry of the release to shared/<entry>, created app-writable."""
+    lines = []
+    for path in s.shared_dirs:
+        shared = q(f"{layout.shared_dir(s)}/{path}")
+        inside = q(f"{release_path}/{path}")
+        lines += [
+            f"install -d -o {s.app_user} -g {s.app_user} -m 750 {shared}",
+            f"rm -rf {inside} && mkdir -p \"$(dirname {inside})\" && ln -s {shared} {inside}",
+        ]
+    return lines
+
+
 def preflight_lines(s, release_path: str) -> list[str]:
     """Boot the new release alone on a private socket as the app user and check its health."""
     pf = f"/run/{s.app_name}-preflight"
@@ -84,6 +97,7 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool, arc
         f"rm -rf {q(rel)}.partial && mkdir -p {q(rel)}.partial",
         f"tar -xzf {archive} -C {q(rel)}.partial --no-same-owner && rm -f {archive}",
         f"echo {q(release)} > {q(rel)}.partial/REVISION",
+        shared_lines(s, f"{rel}.partial"),
         f"chmod -R u=rwX,go=rX {q(rel)}.partial && mv -T {q(rel)}.partial {q(rel)}",
         step("venv"),
         venv_lines(s, req_hash, rel),

@@ -27,6 +27,7 @@ WSGI_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOMAIN_RE = re.compile(r"^(_|\*?[A-Za-z0-9.-]+)$")
 SIZE_RE = re.compile(r"^\d+[kKmMgG]?$")
+SHARED_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -60,6 +61,8 @@ class Settings:
     client_max_body_size: str = doc("largest request body nginx accepts (nginx size)", "10m")
     proxy_timeout: int = doc("seconds nginx waits for gunicorn to answer", 60)
     env: dict = doc("non-secret environment for the app (secrets: `fab env.set`)", {})
+    shared_dirs: list = doc("directories in each release linked to shared/ (kept across "
+                            "releases, writable by the app), e.g. [instance, uploads]", [])
     python: str = doc("interpreter used to create the venv on the server", "python3")
     host_key_policy: str = doc("'strict' (refuse unknown keys) or 'accept-new' (as OpenSSH)",
                                "strict")
@@ -173,6 +176,10 @@ def _check(s: Settings, where: str) -> None:
     if not (s.static_url.startswith("/") and s.static_url.endswith("/")):
         # nginx `alias` with a prefix lacking its trailing slash serves files outside static_dir.
         fail("static_url", f"is {s.static_url!r}", "start and end it with '/', e.g. /static/")
+    for path in s.shared_dirs:
+        parts = PurePosixPath(path).parts
+        if not parts or PurePosixPath(path).is_absolute() or ".." in parts or not SHARED_RE.match(path):
+            fail("shared_dirs", f"has {path!r}", "list paths relative to the release, like uploads")
     for key in s.env:
         if not ENV_NAME_RE.match(key):
             fail("env", f"has a bad variable name {key!r}", "use letters, digits and '_'")

@@ -110,6 +110,7 @@ def test_switching_process_manager_leaves_exactly_one_gunicorn(sandbox_host, kit
 
 def test_host_layout_and_hardening(sandbox_host, kit, ssh, http, app_copy):
     host = sandbox_host
+    app_copy.settings(shared_dirs=["uploads"])
     kit(host, "setup", "deploy", config=app_copy.config)
     root = ssh(host, "root")
 
@@ -127,8 +128,16 @@ def test_host_layout_and_hardening(sandbox_host, kit, ssh, http, app_copy):
     assert sh("systemctl show -p Type --value flasksample").stdout.strip() == "notify"
     score = sh(f"systemd-analyze security {APP}.service --no-pager | tail -n1").stdout
     assert "Overall exposure level" in score
-    # The app sees the client's address and scheme through ProxyFix.
-    assert json.loads(http(host, "/healthz")[1])["status"] == "ok"
+    # Inside the service's own sandbox (its mount namespace, as its user): the shared dir is
+    # writable and survives a deploy; the code is not writable.
+    as_service = (f"nsenter -t $(systemctl show -p MainPID --value {APP}) -m "
+                  f"-S $(id -u {APP}) -G $(id -g {APP}) --")
+    assert sh(f"{as_service} touch /srv/{APP}/current/uploads/kept").exited == 0
+    assert sh(f"{as_service} touch /srv/{APP}/current/not-here").exited != 0
+    app_copy.say("Hello again!")
+    kit(host, "deploy", config=app_copy.config)
+    assert sh(f"test -f /srv/{APP}/current/uploads/kept").exited == 0
+    assert http(host, "/") == (200, "Hello again!")
 
 
 def test_setup_rewrites_a_changed_unit_and_keeps_serving(sandbox_host, kit, ssh, http, app_copy):

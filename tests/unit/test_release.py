@@ -502,3 +502,37 @@ def test_every_generated_script_passes_bash_n(make, syntax_ok):
 
 def test_bash_n_would_catch_a_broken_script(syntax_ok):
     assert syntax_ok(script("if true; then", "echo x")).returncode != 0
+
+
+# -- shared_dirs ---------------------------------------------------------------------------
+
+def test_shared_dirs_are_linked_into_the_release_and_created_app_writable(make):
+    s = make(shared_dirs=["uploads", "data/cache"])
+    assert release.shared_lines(s, "/srv/flasksample/releases/R.partial") == [
+        "install -d -o flasksample -g flasksample -m 750 /srv/flasksample/shared/uploads",
+        'rm -rf /srv/flasksample/releases/R.partial/uploads && mkdir -p "$(dirname '
+        '/srv/flasksample/releases/R.partial/uploads)" && ln -s /srv/flasksample/shared/uploads '
+        "/srv/flasksample/releases/R.partial/uploads",
+        "install -d -o flasksample -g flasksample -m 750 /srv/flasksample/shared/data/cache",
+        'rm -rf /srv/flasksample/releases/R.partial/data/cache && mkdir -p "$(dirname '
+        '/srv/flasksample/releases/R.partial/data/cache)" && ln -s /srv/flasksample/shared/data/cache '
+        "/srv/flasksample/releases/R.partial/data/cache",
+    ]
+    assert release.shared_lines(make(), "/x") == []
+
+
+def test_shared_dirs_are_writable_through_the_units_sandbox(make):
+    from deploy import templates
+
+    unit = templates.render("systemd/app.service.j2", make(shared_dirs=["uploads"]))
+    assert "ProtectSystem=strict\nReadWritePaths=-/srv/flasksample/shared/uploads\n" in unit
+    assert "ReadWritePaths" not in templates.render("systemd/app.service.j2", make())
+
+
+@pytest.mark.parametrize("bad", ["/etc", "../up", "a/../../b", "", "with space"])
+def test_shared_dirs_must_stay_inside_the_release(make, bad):
+    from deploy.errors import KitError
+
+    with pytest.raises(KitError) as exc:
+        make(shared_dirs=[bad])
+    assert str(exc.value).startswith("setting 'shared_dirs' in fabric.yaml has ")
