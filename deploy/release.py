@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from deploy import health, layout, lock
 from deploy.managers import manager_for
-from deploy.shell import q, script, step
+from deploy.shell import q, scratch, script, step
 
 PREFLIGHT_EXIT = 3
 UNHEALTHY_EXIT = 4
@@ -30,12 +30,13 @@ def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
     """Reuse the venv for these requirements, or build it (marked complete only at the end)."""
     venv = q(layout.venv_dir(s, req_hash))
     reqs = q(f"{release_path}/{s.requirements}")
+    log = scratch("pip.log")
     return [
         f"if [ ! -e {venv}/.complete ]; then",
         f"  echo 'building venv {req_hash} (requirements changed)'",
         f"  rm -rf {venv} && {q(s.python)} -m venv {venv}",
         f"  {venv}/bin/pip install -q --disable-pip-version-check --no-input -r {reqs} "
-        f">/run/flasksample-kit/pip.log 2>&1 || {{ tail -n 5 /run/flasksample-kit/pip.log; rm -rf {venv}; "
+        f">{log} 2>&1 || {{ tail -n 5 {log}; rm -rf {venv}; "
         f"echo '::error pip install -r {s.requirements} failed'; exit 1; }}",
         f"  touch {venv}/.complete",
         "fi",

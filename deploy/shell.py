@@ -13,6 +13,11 @@ q = shlex.quote
 # Root's scratch files live in a root-only directory under /run, never at predictable /tmp
 # paths another local user could plant a symlink at.
 SCRATCH = "/run/flasksample-kit"
+def scratch(name: str) -> str:
+    """A path in the kit's root-only scratch directory (created by every script's header)."""
+    return f"{SCRATCH}/{name}"
+
+
 HEADER = ("set -euo pipefail\numask 022\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
           f"install -d -m 700 {SCRATCH}\n")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from deploy import facts, layout, templates
 from deploy.managers import ManagedFile
-from deploy.shell import q
+from deploy.shell import q, scratch
 
 NAME = "supervisor"
 
@@ -21,8 +21,9 @@ def verify(s, staged: list[str]) -> str:
     """Parse the staged program file (the first) with configparser, supervisor's own format."""
     checks = (f"c=configparser.RawConfigParser(); c.read_file(open({staged[0]!r})); "
               f"assert c.has_section('program:{s.app_name}')")
-    return (f"python3 -c {q('import configparser; ' + checks)} 2>/run/flasksample-kit/verify.log || "
-            "{ tail -n 3 /run/flasksample-kit/verify.log; echo '::error the supervisor program file does not parse'; exit 1; }")
+    log = scratch("verify.log")
+    return (f"python3 -c {q('import configparser; ' + checks)} 2>{log} || "
+            f"{{ tail -n 3 {log}; echo '::error the supervisor program file does not parse'; exit 1; }}")
 
 
 def probes(s):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from deploy import facts, layout, templates
 from deploy.managers import ManagedFile
-from deploy.shell import q
+from deploy.shell import q, scratch
 
 NAME = "systemd"
 
@@ -31,10 +31,11 @@ def verify(s, staged: list[str]) -> str:
     """
     gunicorn = f"{s.root}/current/.venv/bin/gunicorn"
     paths = " ".join(q(p) for p in staged)
+    log = scratch("verify.log")
     return (
         f"if [ ! -x {q(gunicorn)} ]; then sed -i 's#^ExecStart={gunicorn} #ExecStart=/bin/true #' "
-        f"{paths}; fi; systemd-analyze verify {paths} >/run/flasksample-kit/verify.log 2>&1 || "
-        f"{{ cat /run/flasksample-kit/verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }}"
+        f"{paths}; fi; systemd-analyze verify {paths} >{log} 2>&1 || "
+        f"{{ cat {log}; echo '::error systemd-analyze verify rejected the unit'; exit 1; }}"
     )
 
 

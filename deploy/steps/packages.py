@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from deploy import facts
+from deploy.shell import scratch
 from deploy.steps import Change
 
 BASE_PACKAGES = ["nginx", "python3-venv", "curl"]
@@ -16,8 +17,9 @@ def install_line(names: list[str]) -> str:
     """apt-get install, refreshing the package lists once if the first attempt fails."""
     args = " ".join(names)
     install = f"apt-get install -y -q --no-install-recommends {args}"
-    return f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >/run/flasksample-kit/apt.log 2>&1 " \
-           f"|| {{ tail -n 5 /run/flasksample-kit/apt.log; echo '::error apt-get install {args} failed'; exit 1; }}"
+    log = scratch("apt.log")
+    return f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >{log} 2>&1 " \
+           f"|| {{ tail -n 5 {log}; echo '::error apt-get install {args} failed'; exit 1; }}"
 
 
 class Packages:

@@ -6,7 +6,7 @@ the previous files are put back before nginx is touched, so nginx keeps serving.
 from __future__ import annotations
 
 from deploy import facts, layout, templates
-from deploy.shell import q, write_file
+from deploy.shell import q, scratch, write_file
 from deploy.steps import Change
 from deploy.steps.units import sha256
 
@@ -17,20 +17,22 @@ def site_content(s) -> str:
 
 def apply_lines(s, content: str) -> list[str]:
     """Swap in the site (keeping a backup), test, and restore everything if the test fails."""
-    site, enabled = q(layout.nginx_site(s)), q(layout.nginx_enabled(s))
-    default = q(layout.NGINX_DEFAULT_SITE)
+    backup, test_log = scratch("nginx-backup"), scratch("nginx-test.log")
+    # (live path, name of its copy in the backup) for everything the swap touches
+    touched = [(q(layout.nginx_site(s)), "site"), (q(layout.nginx_enabled(s)), "enabled"),
+               (q(layout.NGINX_DEFAULT_SITE), "default")]
+    (site, _), (enabled, _), (default, _) = touched
+    save = "; ".join(f"cp -a {live} {backup}/{name} 2>/dev/null || true" for live, name in touched)
+    restore = "; ".join(f"rm -f {live}; cp -a {backup}/{name} {live} 2>/dev/null || true"
+                        for live, name in touched)
     return [
-        "rm -rf /run/flasksample-kit/nginx-backup && mkdir -p /run/flasksample-kit/nginx-backup",
-        f"cp -a {site} {enabled} {default} /run/flasksample-kit/nginx-backup/ 2>/dev/null || true",
+        f"rm -rf {backup} && mkdir -p {backup}",
+        save,
         write_file(layout.nginx_site(s), content),
         f"ln -sfn {site} {enabled}",
         f"rm -f {default}",
-        "if ! nginx -t >/run/flasksample-kit/nginx-test.log 2>&1; then "
-        f"rm -f {site} {enabled}; "
-        f"cp -a /run/flasksample-kit/nginx-backup/{layout.nginx_site(s).rsplit('/', 1)[1]} {site} 2>/dev/null || true; "
-        f"cp -a /run/flasksample-kit/nginx-backup/{layout.nginx_enabled(s).rsplit('/', 1)[1]} {enabled} 2>/dev/null || true; "
-        f"cp -a /run/flasksample-kit/nginx-backup/default {default} 2>/dev/null || true; "
-        "grep -E 'emerg|error' /run/flasksample-kit/nginx-test.log | head -n 3; "
+        f"if ! nginx -t >{test_log} 2>&1; then {restore}; "
+        f"grep -E 'emerg|error' {test_log} | head -n 3; "
         "echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi",
         "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi",
     ]

@@ -11,7 +11,7 @@ import hashlib
 
 from deploy import facts
 from deploy.managers import other_managers
-from deploy.shell import q, write_file
+from deploy.shell import q, scratch, write_file
 from deploy.steps import Change
 
 
@@ -41,12 +41,13 @@ class ProcessManagerFiles:
         files = self.manager.files(s)
         changed = changed_files(files, f)
         if changed:
-            staged = [f"/run/flasksample-kit/stage/{mf.path.rsplit('/', 1)[1]}" for mf in files]
-            lines.append("rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage")
+            stage = scratch("stage")
+            staged = [f"{stage}/{mf.path.rsplit('/', 1)[1]}" for mf in files]
+            lines.append(f"rm -rf {stage} && mkdir -p {stage}")
             lines += [write_file(path, mf.content, mf.mode) for path, mf in zip(staged, files)]
             lines.append(self.manager.verify(s, staged))
             lines += [write_file(mf.path, mf.content, mf.mode) for mf in changed]
-            lines.append("rm -rf /run/flasksample-kit/stage")
+            lines.append(f"rm -rf {stage}")
             what.append("write " + " ".join(mf.path for mf in changed))
         activate = self.manager.activate(s, f, {mf.path for mf in changed})
         if activate and not changed:

@@ -288,10 +288,11 @@ def test_stopped_nginx_is_only_started(s):
 def test_nginx_apply_restores_the_previous_site_when_nginx_t_fails(s):
     from deploy.steps.site import apply_lines
     gate = apply_lines(s, "x")[5]
-    assert gate.startswith("if ! nginx -t >/run/flasksample-kit/nginx-test.log 2>&1; then rm -f "
-                           f"{SITE} /etc/nginx/sites-enabled/flasksample.conf; ")
-    assert f"cp -a /run/flasksample-kit/nginx-backup/flasksample.conf {SITE} 2>/dev/null || true;" in gate
-    assert "cp -a /run/flasksample-kit/nginx-backup/default /etc/nginx/sites-enabled/default" in gate
+    backup = "/run/flasksample-kit/nginx-backup"
+    assert gate.startswith("if ! nginx -t >/run/flasksample-kit/nginx-test.log 2>&1; then ")
+    for live, name in ((SITE, "site"), ("/etc/nginx/sites-enabled/flasksample.conf", "enabled"),
+                       ("/etc/nginx/sites-enabled/default", "default")):
+        assert f"rm -f {live}; cp -a {backup}/{name} {live} 2>/dev/null || true;" in gate
     assert gate.endswith("echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi")
 
 
