@@ -3,7 +3,9 @@
 Starts 4 sandbox hosts (bench1..bench4), sets them up and deploys, then on bench1, under a
 steady load of 8 clients through nginx, performs in turn: the article's way (`killall
 gunicorn; gunicorn -D`), `systemctl restart`, `systemctl reload`, `fab deploy`, `fab rollback`,
-a failed deploy; then `fab deploy` to all 4 hosts under load. Also measures no-op `fab setup`
+a failed deploy; then `fab deploy` to all 4 hosts under load. Then `fab setup` switches bench1
+to `process_manager: supervisor` and, under the same load: `supervisorctl restart`,
+`supervisorctl signal HUP`, `fab deploy`, `fab rollback`, `fab restart`. Also measures no-op `fab setup`
 and warm code-only `fab deploy` (median of 5, with where the seconds go), 4 hosts vs 1, and
 `systemd-analyze security`. Writes the table to stdout and bench/RESULTS.md, the plot to
 bench/deploy-load.png. The hosts are removed at the end (pass or fail) unless --keep.
@@ -83,30 +85,40 @@ def machine_line() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores {cpu}, {mem:.1f} GiB, {platform.platform()}"
 
 
-def git_rev() -> str:
-    rev = subprocess.run(["git", "-C", str(H.REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    dirty = subprocess.run(["git", "-C", str(H.REPO), "status", "--porcelain", "--", "deploy", "fabfile.py", "systemd", "nginx", "app"],
-                           capture_output=True, text=True).stdout.strip()
-    return rev + (" + uncommitted changes in deploy/ (working tree as measured)" if dirty else "")
-
-
 CRASH_CMD = ("journalctl --no-pager -o cat -u flasksample.service | "
              "grep -c 'flasksample.service: Main process exited' || true")
 
 
+# supervisord logs `exited: NAME (exit status N; not expected)` when the program dies by itself;
+# a `supervisorctl stop/restart` logs `stopped: NAME (…)` instead.
+SUP_CRASH_CMD = "grep -c 'exited: flasksample' /var/log/supervisor/supervisord.log || true"
+
+
+def _count(hs, cmd) -> list[int]:
+    return [int((x.root(cmd, check=False).stdout.strip() or "0").splitlines()[-1]) for x in hs]
+
+
 def crashes(hs) -> list[int]:
     """How often systemd saw each host's gunicorn master exit (cumulative, from the journal)."""
-    return [int((x.root(CRASH_CMD, check=False).stdout.strip() or "0").splitlines()[-1]) for x in hs]
+    return _count(hs, CRASH_CMD)
 
 
-def watched(ev_fn, hs, expected: int = 0):
-    """Run an event; note it when a gunicorn master died during it (systemd then restarts it)."""
-    before = crashes(hs)
+def sup_crashes(hs) -> list[int]:
+    """How often supervisord saw each host's gunicorn master exit by itself (cumulative, its log)."""
+    return _count(hs, SUP_CRASH_CMD)
+
+
+def watched(ev_fn, hs, expected: int = 0, supervisor: bool = False):
+    """Run an event; note it when a gunicorn master died during it (its manager then restarts it)."""
+    count = sup_crashes if supervisor else crashes
+    before = count(hs)
     ev = ev_fn()
-    died = [(x.name, a - b) for x, a, b in zip(hs, crashes(hs), before) if a - b > expected]
+    died = [(x.name, a - b) for x, a, b in zip(hs, count(hs), before) if a - b > expected]
     if died:
         ev.note = (ev.note + "; " if ev.note else "") + "gunicorn master exited during the event on " + ", ".join(
-            f"{n} ({k}×)" for n, k in died) + " (`Main process exited` in the journal; systemd restarted it)"
+            f"{n} ({k}×)" for n, k in died) + (
+            " (`exited: flasksample` in supervisord.log; supervisord restarted it)" if supervisor else
+            " (`Main process exited` in the journal; systemd restarted it)")
     return ev
 
 
@@ -138,6 +150,68 @@ def systemctl_event(h, verb: str, tag: str):
     h.root(apps.edit_in_place_cmd(ROOT, tag))
     cmd = f"systemctl {verb} flasksample.service"
     return measure(f"systemctl {verb}", cmd, [f"http://{h.address}/"], root_action(h, cmd), tag)
+
+
+SUP = "supervisor: "
+
+
+GUNICORN = "'^/srv/[^ ]*/bin/python[0-9.]* [^ ]*/bin/gunicorn '"
+MASTERS_CMD = (f"for p in $(pgrep -f {GUNICORN}); do pgrep -f {GUNICORN} | grep -qx \"$(ps -o ppid= -p $p | tr -d ' ')\" "
+               "|| echo $p; done | wc -l")
+
+
+def supervisor_events(h, work) -> tuple[list, str]:
+    """Switch h to process_manager: supervisor with `fab setup`, then measure its events under load.
+
+    Returns the events and a line on the switch. Tags (new bodies): `srestart`, `shup` are
+    in-place edits of the current release (s1); `s2` a code-only deploy; rollback goes back to
+    the s1 release (whose file says `shup` by then); `sfabrestart` an in-place edit before `fab restart`.
+    """
+    made: dict[str, str] = {}
+
+    def cfg(tag):
+        if tag not in made:
+            made[tag] = apps.variant(work, tag, manager="supervisor")
+        return made[tag]
+
+    url = [f"http://{h.address}/"]
+    switch = must(H.fab([h], "setup", config=cfg("s0")), "setup: switch bench1 to supervisor")
+    h.wait_http("Hello World!")
+    masters = h.root(MASTERS_CMD, check=False).stdout.strip()
+    units = " ".join(h.root("systemctl is-active flasksample.socket flasksample.service", check=False).stdout.split())
+    switched = (f"{switch.wall:.1f} s; afterwards {masters} gunicorn master(s), "
+                f"systemd's flasksample.socket/.service: {units or '?'}")
+    must(H.fab([h], "deploy", config=cfg("s1")), "deploy s1 (supervisor)")
+    h.wait_http("Hello World! s1")
+    events = []
+
+    def ctl(verb, tag):
+        time.sleep(SETTLE)  # workers booted by the previous event must not import the edited file
+        h.root(apps.edit_in_place_cmd(ROOT, tag))
+        cmd = f"supervisorctl {verb} flasksample"
+        return measure(SUP + cmd, cmd, url, root_action(h, cmd), tag)
+
+    log("under load: supervisorctl restart")
+    ev = watched(lambda: ctl("restart", "srestart"), [h], supervisor=True)
+    ev.note = ((ev.note + "; ") if ev.note else "") + (
+        "expected to drop requests: under supervisor gunicorn binds its own socket, so between the old master "
+        f"closing it and the new one listening nginx has nowhere to connect (longest gap {ev.stats()['gap_ms']:.0f} ms)")
+    events.append(ev)
+    log("under load: supervisorctl signal HUP")
+    events.append(watched(lambda: ctl("signal HUP", "shup"), [h], supervisor=True))
+    log("under load: fab deploy (supervisor)")
+    events.append(watched(lambda: measure(SUP + "fab deploy", "fab deploy", url,
+                                          fab_action([h], "deploy", config=cfg("s2")), "s2"), [h], supervisor=True))
+    log("under load: fab rollback (supervisor)")
+    events.append(watched(lambda: measure(SUP + "fab rollback", "fab rollback", url,
+                                          fab_action([h], "rollback", config=cfg("s2")), "shup"), [h], supervisor=True))
+    time.sleep(SETTLE)
+    h.root(apps.edit_in_place_cmd(ROOT, "sfabrestart"))
+    log("under load: fab restart (supervisor)")
+    events.append(watched(lambda: measure(SUP + "fab restart", "fab restart", url,
+                                          fab_action([h], "restart", config=cfg("s2")), "sfabrestart"), [h],
+                          supervisor=True))
+    return events, switched
 
 
 def breakdown(runs: list[H.FabRun], startup: float) -> list[float]:
@@ -192,7 +266,11 @@ def render(ctx) -> str:
     L.append(f"- load: {ctx['concurrency']} concurrent clients (bench/load.py: threads, a new connection per request) "
              "on `/` through nginx; failed = refused/reset/timeout (5 s) or 5xx")
     L.append("")
-    L.append("## Under load, one event at a time (bench1; last row: 4 hosts, 2 clients each)")
+    L.append("## Under load, one event at a time (bench1; \"4 hosts\" row: 4 hosts, 2 clients each)")
+    L.append("")
+    L.append("Rows without a prefix: the kit's default `process_manager: systemd` (socket-activated gunicorn). "
+             "Rows \"supervisor: …\": bench1 after `fab -f FILE setup` switched it to `process_manager: supervisor` "
+             f"({ctx['switch']}; gunicorn binds its own socket there); every `fab` run there uses that FILE.")
     L.append("")
     L += event_table(ctx["events"])
     L.append("")
@@ -267,6 +345,9 @@ def main(argv=None) -> int:
         log(f"removing leftovers of an earlier bench run: {', '.join(left)}")
         H.stop(left, log)
     work = Path(tempfile.mkdtemp(prefix="bench-apps-"))
+    rev, dirty = H.snapshot_kit(work / "kit")
+    rev_line = f"{rev} (committed tree, extracted at the start; `fab` ran from that copy" + (
+        "; the working tree had uncommitted kit changes, not measured)" if dirty else ")")
     cdir = H.control_dir()
     hs: list[H.Host] = []
     try:
@@ -337,19 +418,29 @@ def main(argv=None) -> int:
                      "| awk '{n+=$2} END {print n+0}'", check=False).stdout.strip()
         journald = int(sup) if sup.isdigit() else 0
 
+        log("fab setup: switch bench1 to process_manager: supervisor")
+        sup_events, switch = supervisor_events(h, work)
+        for ev in sup_events:
+            if ev.stats()["failed"]:
+                ev.note = (ev.note + "; " if ev.note else "") + "failed requests: " + "; ".join(ev.failure_lines([h.name]))
+                err = h.root("tail -n 5 /var/log/nginx/error.log 2>/dev/null | cut -c1-220", check=False).stdout.strip()
+                if err:
+                    LOG.append(f"--- {h.name} nginx error.log after {ev.name}:\n{err}")
+        events += sup_events
+
         warm_median = median([r.wall for r in warm])
         noop_median = median(noop)
         fleet_ratio = median(fleet) / warm_median
         deploy_ev = events[3]
         ctx = {
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "rev": git_rev(), "machine": machine_line(), "concurrency": 8, "events": events,
+            "rev": rev_line, "machine": machine_line(), "concurrency": 8, "events": events,
             "warm_median": warm_median, "noop_median": noop_median,
             "warm_walls": [r.wall for r in warm], "noop_walls": noop, "fleet_walls": fleet,
             "startup_walls": startup, "cold_setup": cold_setup, "cold_deploy": cold_deploy,
             "breakdown": breakdown(warm, median(startup)), "security_line": sec_line,
             "breakdown4": breakdown(fleet_runs, median(startup)), "load_before": load_before,
-            "load_after": os.getloadavg(), "journald": journald, "quiet_crashes": quiet_crashes,
+            "load_after": os.getloadavg(), "journald": journald, "quiet_crashes": quiet_crashes, "switch": switch,
             "targets": [
                 ("warm code-only `fab deploy`, 1 host (median of 5, wall clock)", warm_median, TARGETS["deploy"], " s"),
                 ("no-op `fab setup` (median of 5, wall clock)", noop_median, TARGETS["noop"], " s"),

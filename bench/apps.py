@@ -1,4 +1,4 @@
-"""Copies of app/ to deploy: `/` says something else (a code-only change), or the import raises.
+"""Copies of app/ (the kit snapshot's, see hosts.snapshot_kit) to deploy: `/` says something else (a code-only change), or the import raises.
 
 Each copy lives in a temporary directory outside git (so the kit packs the directory) with a
 fabric.yaml next to it pointing `flasksample.app_dir` at it; requirements are unchanged, so
@@ -9,16 +9,17 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from bench.hosts import REPO
+from bench import hosts
 
 HELLO = 'return "Hello World!"'
 
 
-def variant(base: Path, tag: str, broken: bool = False) -> str:
-    """Make base/<tag>/app (a copy of app/ answering `Hello World! <tag>`); return its fabric.yaml."""
+def variant(base: Path, tag: str, broken: bool = False, manager: str | None = None) -> str:
+    """Make base/<tag>/app (a copy of app/ answering `Hello World! <tag>`); return its fabric.yaml
+    (with `process_manager: <manager>` when given; the kit's default, systemd, otherwise)."""
     d = base / tag
     app = d / "app"
-    shutil.copytree(REPO / "app", app, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "REVISION", ".venv"))
+    shutil.copytree(hosts.KIT / "app", app, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "REVISION", ".venv"))
     serve = app / "serve.py"
     text = serve.read_text()
     if HELLO not in text:
@@ -28,7 +29,7 @@ def variant(base: Path, tag: str, broken: bool = False) -> str:
         text += '\nraise RuntimeError("bench: this release is broken on purpose")\n'
     serve.write_text(text)
     cfg = d / "fabric.yaml"
-    cfg.write_text(f"flasksample:\n  app_dir: {app}\n")
+    cfg.write_text(f"flasksample:\n  app_dir: {app}\n" + (f"  process_manager: {manager}\n" if manager else ""))
     return str(cfg)
 
 

@@ -18,6 +18,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 FAB = [sys.executable, "-m", "fabric"]
+KIT_PATHS = ["fabfile.py", "deploy", "app", "nginx", "supervisor", "systemd", "pyproject.toml"]
+KIT = REPO  # where `fab` runs (its fabfile, deploy/, templates, app/); see snapshot_kit()
+
+
+def snapshot_kit(dest: Path) -> tuple[str, bool]:
+    """Extract the kit as committed at HEAD into dest and run `fab` from there for the whole run.
+
+    Other work commits to this checkout while the bench runs; a snapshot keeps every row
+    measuring one kit. Returns (short commit id, whether the working tree differed from it).
+    """
+    global KIT
+    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", *KIT_PATHS],
+                                capture_output=True, text=True).stdout.strip())
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "--", *KIT_PATHS],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    KIT = dest
+    return rev, dirty
 
 
 @dataclass
@@ -76,7 +97,7 @@ def fab(hosts: list[Host], *task: str, config: str | None = None, timeout: float
     if config:
         argv += ["-f", config]
     t = time.monotonic()
-    p = subprocess.run(argv + list(task), cwd=REPO, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(argv + list(task), cwd=KIT, capture_output=True, text=True, timeout=timeout)
     return FabRun(p.returncode, time.monotonic() - t, p.stdout + p.stderr)
 
 

@@ -42,6 +42,6 @@ def plot(events, path: str, title: str) -> None:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / (3.1 * rows)))  # room for the title
     fig.savefig(path, dpi=90)
     plt.close(fig)
