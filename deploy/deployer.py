@@ -7,9 +7,9 @@ by this run goes back to its previous release.
 """
 from __future__ import annotations
 
+import base64
 import getpass
 import os
-import secrets
 import socket
 import time
 
@@ -32,8 +32,8 @@ def show(remote: Remote, out: Outcome) -> None:
         report.host_say(remote.label, "  " + ", ".join(f"{n} {t:.2f}s" for n, t in out.steps))
 
 
-def run_step(remote: Remote, text: str, what: str) -> Outcome:
-    out = remote.run(text)
+def run_step(remote: Remote, text: str, what: str, stdin: str | None = None) -> Outcome:
+    out = remote.run(text, stdin=stdin)
     show(remote, out)
     if not out.ok:
         # The scripts' own ::error lines already say what to do; others get a generic hint.
@@ -56,6 +56,7 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
     first = settings_for(remotes[0])
     pkg = package.build(first)
     who = holder()
+    archive = base64.b64encode(pkg.data).decode()
     report.host_say(",".join(r.label for r in remotes),
                     f"deploying release {pkg.release} ({len(pkg.data) // 1024} KiB)")
     if pkg.note:
@@ -63,9 +64,8 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
 
     def prepare(r: Remote):
         s = settings_for(r)
-        archive = release.upload_path(pkg.release, secrets.token_hex(8))
-        r.put_bytes(pkg.data, archive)
-        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force, archive), "prepare")
+        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force), "prepare",
+                 stdin=archive)
 
     def abort(r: Remote):
         r.run(release.abort_script(settings_for(r), pkg.release, who))

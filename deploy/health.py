@@ -26,7 +26,7 @@ def wait_function(s) -> str:
     else
       good=0
     fi
-    sleep 0.05
+    sleep 0.02
   done
   echo "last health answer: ${body:-none}"
   return 1

@@ -152,11 +152,3 @@ class Remote:
                                "allow NOPASSWD sudo for it or run fab with --prompt-for-sudo-password")
             raise KitError(f"{self.label}: user {self.conn.user} cannot use sudo ({err.strip()})",
                            "connect as root or as a user with sudo rights")
-
-    def put_bytes(self, data: bytes, path: str) -> None:
-        self.connect()
-        try:
-            self.conn.put(io.BytesIO(data), path)
-        except (paramiko.SSHException, OSError) as e:
-            raise KitError(f"{self.label}: upload to {path} failed ({e})",
-                           "check free disk space in /tmp on the server") from None

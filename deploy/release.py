@@ -20,12 +20,6 @@ PREFLIGHT_EXIT = 3
 UNHEALTHY_EXIT = 4
 
 
-def upload_path(release: str, token: str) -> str:
-    """Where the archive is uploaded; the random token keeps other local users from
-    planting a file at that path before the upload."""
-    return f"/tmp/flasksample-{release}-{token}.tar.gz"
-
-
 def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
     """Reuse the venv for these requirements, or build it (marked complete only at the end)."""
     venv = q(layout.venv_dir(s, req_hash))
@@ -83,7 +77,8 @@ def preflight_lines(s, release_path: str) -> list[str]:
     ]
 
 
-def prepare_script(s, release: str, req_hash: str, holder: str, force: bool, archive: str) -> str:
+def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> str:
+    """The archive arrives base64-encoded on stdin, in the same round trip as this script."""
     rel = layout.release_dir(s, release)
     # Any failure once the lock is ours undoes this release and frees the lock, so the next
     # deploy just works. (A client that vanishes mid-prepare does not stop this script: it
@@ -91,12 +86,17 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool, arc
     undo = f"rm -rf {q(rel)} {q(rel)}.partial /run/{s.app_name}-preflight; {lock.release_line(s)}"
     return script(
         health.wait_function(s),
+        # Read all of stdin first, whatever happens next (a refused lock must not leave the
+        # client writing into a closed channel).
+        f"kit_archive=$(mktemp {scratch('upload.XXXXXX')})",
+        "trap 'rm -f \"$kit_archive\"' EXIT",
+        "base64 -d > \"$kit_archive\"",
         step("lock"),
         lock.acquire(s, holder, release, force),
-        f"trap 'rc=$?; [ $rc -eq 0 ] || {{ {undo}; }}' EXIT",
+        f"trap 'rc=$?; rm -f \"$kit_archive\"; [ $rc -eq 0 ] || {{ {undo}; }}' EXIT",
         step("unpack"),
         f"rm -rf {q(rel)}.partial && mkdir -p {q(rel)}.partial",
-        f"tar -xzf {archive} -C {q(rel)}.partial --no-same-owner && rm -f {archive}",
+        f"tar -xzf \"$kit_archive\" -C {q(rel)}.partial --no-same-owner && rm -f \"$kit_archive\"",
         f"echo {q(release)} > {q(rel)}.partial/REVISION",
         shared_lines(s, f"{rel}.partial"),
         f"chmod -R u=rwX,go=rX {q(rel)}.partial && mv -T {q(rel)}.partial {q(rel)}",

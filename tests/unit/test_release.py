@@ -183,11 +183,7 @@ def test_health_path_reaches_curl_verbatim(srv, make, run_bash):
 
 # -- prepare ---------------------------------------------------------------------------------
 
-ARCHIVE = f"/tmp/flasksample-{R1}-0a1b.tar.gz"
 
-
-def test_upload_path():
-    assert release.upload_path(R1, "0a1b") == f"/tmp/flasksample-{R1}-0a1b.tar.gz"
 
 
 def test_venv_lines_exact(s):
@@ -226,20 +222,22 @@ def test_venv_is_reused_when_complete_and_rebuilt_when_not(srv, run_bash):
 
 
 def test_prepare_script_order_and_key_lines(s):
-    text = release.prepare_script(s, R1, "h1", "me", force=False, archive=ARCHIVE)
+    text = release.prepare_script(s, R1, "h1", "me", force=False)
     steps = re.findall(r"::step (\w+)", text)
     assert steps == ["lock", "unpack", "venv", "preflight"]
     rel = f"/srv/flasksample/releases/{R1}"
     lines = text.splitlines()
-    assert (f"trap 'rc=$?; [ $rc -eq 0 ] || {{ rm -rf {rel} {rel}.partial /run/flasksample-preflight; "
-            "rm -rf /srv/flasksample/.kit/lock; }' EXIT") in lines
-    assert f"tar -xzf {ARCHIVE} -C {rel}.partial --no-same-owner && rm -f {ARCHIVE}" in lines
+    assert (f"trap 'rc=$?; rm -f \"$kit_archive\"; [ $rc -eq 0 ] || {{ rm -rf {rel} {rel}.partial "
+            "/run/flasksample-preflight; rm -rf /srv/flasksample/.kit/lock; }' EXIT") in lines
+    # stdin (the archive) is read in full before anything can refuse
+    assert text.index('base64 -d > "$kit_archive"') < text.index("mkdir /srv/flasksample/.kit/lock")
+    assert f'tar -xzf "$kit_archive" -C {rel}.partial --no-same-owner && rm -f "$kit_archive"' in lines
     assert f"echo {R1} > {rel}.partial/REVISION" in lines
     assert f"chmod -R u=rwX,go=rX {rel}.partial && mv -T {rel}.partial {rel}" in lines
     # the lock is taken before the undo trap is armed: a refused deploy never removes the holder's lock
     assert text.index("mkdir /srv/flasksample/.kit/lock") < text.index("trap 'rc=$?")
     assert "broke the lock" not in text
-    assert "broke the lock" in release.prepare_script(s, R1, "h1", "me", force=True, archive=ARCHIVE)
+    assert "broke the lock" in release.prepare_script(s, R1, "h1", "me", force=True)
 
 
 def test_preflight_boots_the_release_alone_as_the_app_user(s):
@@ -476,8 +474,8 @@ def generated_scripts(make):
     for manager in ("systemd", "supervisor"):
         s = make(process_manager=manager, domains=["example.org"], workers=3)
         out |= {
-            f"{manager} prepare": release.prepare_script(s, R1, "abc", "me@box (pid 1)", force=False, archive=ARCHIVE),
-            f"{manager} prepare --force": release.prepare_script(s, R1, "abc", "me", force=True, archive=ARCHIVE),
+            f"{manager} prepare": release.prepare_script(s, R1, "abc", "me@box (pid 1)", force=False),
+            f"{manager} prepare --force": release.prepare_script(s, R1, "abc", "me", force=True),
             f"{manager} switch": release.switch_script(s, R2, "me"),
             f"{manager} rollback": release.switch_script(s, R1, "me", verb="rolled back to",
                                                          lock_first=True, force=True),
