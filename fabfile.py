@@ -13,24 +13,14 @@ from deploy import deployer, ops, provision, release, settings
 from deploy import tasks_env
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
-from deploy.fleet import each, remotes_for_run
+from deploy.fleet import each, remotes_for_run, remotes_with_settings
 from deploy.sandbox.tasks import sandbox as sandbox_ns
-
-
-def _remotes(c, task):
-    """Validated settings for every host of this run, then the hosts (None: already handled)."""
-    remotes = remotes_for_run(c, task)
-    if remotes is None:
-        return None, None
-    by_host = {r.label: settings.load(c.config, host=r.label) for r in remotes}
-    each(remotes, lambda r: r.connect())  # every host's key is checked before any host is touched
-    return remotes, lambda r: by_host[r.label]
 
 
 @kit_task
 def setup(c):
     """Turn a bare Debian/Ubuntu server into an app host (idempotent; reports each change)."""
-    remotes, settings_for = _remotes(c, "setup")
+    remotes, settings_for = remotes_with_settings(c, "setup")
     if remotes:
         each(remotes, lambda r: provision.setup(r, settings_for(r)))
         each(remotes, lambda r: tasks_env.sync_settings(r, settings_for(r)))  # env: → env file
@@ -39,7 +29,7 @@ def setup(c):
 @kit_task(help={"force": "break a deploy lock left by a dead deploy"})
 def deploy(c, force=False):
     """Ship the app: new release, health-gated zero-downtime switch, automatic rollback."""
-    remotes, settings_for = _remotes(c, "deploy")
+    remotes, settings_for = remotes_with_settings(c, "deploy")
     if remotes:
         deployer.deploy(remotes, settings_for, force=force)
 
@@ -48,14 +38,14 @@ def deploy(c, force=False):
                 "force": "break a deploy lock left by a dead deploy"})
 def rollback(c, to=None, force=False):
     """Switch back to the previous release (or --to RELEASE), health-gated."""
-    remotes, settings_for = _remotes(c, "rollback")
+    remotes, settings_for = remotes_with_settings(c, "rollback")
     if remotes:
         deployer.rollback(remotes, settings_for, to=to, force=force)
 
 
 def _show_on_each(c, task, build, parallel=True):
     """Run the script `build(settings)` on every host of the run and print its output."""
-    remotes, settings_for = _remotes(c, task)
+    remotes, settings_for = remotes_with_settings(c, task)
     if remotes:
         each(remotes, lambda r: deployer.show(r, r.must(build(settings_for(r)), task)), parallel)
 
@@ -82,7 +72,7 @@ def releases(c):
                 "since": "journalctl time, e.g. '10 min ago'", "web": "nginx's access and error logs instead"})
 def logs(c, follow=False, number=50, since=None, web=False):
     """The app's log (journalctl -u <app> or supervisor's log); -w for nginx's."""
-    remotes, settings_for = _remotes(c, "logs")
+    remotes, settings_for = remotes_with_settings(c, "logs")
     if remotes:
         for r in remotes:
             r.run(ops.logs_script(settings_for(r), follow, int(number), since, web), stream=True)

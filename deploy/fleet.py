@@ -62,3 +62,19 @@ def each(remotes: list[Remote], fn, parallel: bool = True) -> list:
         raise errors[0] if len(errors) == 1 else KitError(
             f"{len(errors)} hosts failed: " + " | ".join(str(e) for e in errors))
     return results
+
+
+def remotes_with_settings(c, task: str):
+    """(remotes, settings_for) for this run, or (None, None) when an earlier call did it.
+
+    Settings are validated for every host before any connection; then every host is
+    connected (its host key checked) before any host is touched.
+    """
+    from deploy import settings
+
+    remotes = remotes_for_run(c, task)
+    if remotes is None:
+        return None, None
+    by_host = {r.label: settings.load(c.config, host=r.label) for r in remotes}
+    each(remotes, lambda r: r.connect())
+    return remotes, lambda r: by_host[r.label]

@@ -65,7 +65,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
         "pf_pid=$!",
         f"if ! KIT_WATCH_PID=$pf_pid kit_healthy '' {s.health_timeout} {health.on_socket(s, sock)}; then",
         "  kill -TERM -- -$pf_pid 2>/dev/null || true; sleep 0.2; kill -KILL -- -$pf_pid 2>/dev/null || true",
-        f"  echo '--- the new release failed its health check before taking traffic; its log:'",
+        "  echo '--- the new release failed its health check before taking traffic; its log:'",
         f"  {{ grep -v '^\\[.*\\] \\[INFO\\]' {log} || true; }} | tail -n 15",
         f"  rm -rf {q(release_path)} {pf}",
         f"  {lock.release_line(s)}",
@@ -172,7 +172,7 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         "set +e",
         "( set -e",
         body,
-        f") > \"$kit_log\" 2>&1; rc=$?",
+        ") > \"$kit_log\" 2>&1; rc=$?",
         "cat \"$kit_log\"; rm -f \"$kit_log\"; exit $rc",
     )
 

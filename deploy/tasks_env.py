@@ -16,23 +16,14 @@ import sys
 from invoke import Collection
 
 from deploy import appenv
-from deploy.cli import kit_task, say
+from deploy.cli import kit_task
 from deploy.deployer import holder
 from deploy.errors import KitError
-from deploy.fleet import each, remotes_for_run
+from deploy.fleet import each, remotes_with_settings
 from deploy.host import Remote
-from deploy import report, settings
+from deploy import report
 
 MASK = "********"
-
-
-def _remotes(c, task: str):
-    remotes = remotes_for_run(c, task)
-    if remotes is None:
-        return None, None
-    by_host = {r.label: settings.load(c.config, host=r.label) for r in remotes}
-    each(remotes, lambda r: r.connect())  # check every host's key before touching any
-    return remotes, lambda r: by_host[r.label]
 
 
 def read_value(name: str) -> str:
@@ -86,7 +77,7 @@ def sync_settings(remote: Remote, s) -> None:
 def set_(c, assignment):
     """Set one variable in the app's environment on the server and restart it (zero-drop)."""
     name, value = appenv.parse_argument(assignment)
-    remotes, settings_for = _remotes(c, f"env.set {name}")
+    remotes, settings_for = remotes_with_settings(c, f"env.set {name}")
     if not remotes:
         return
     for r in remotes:
@@ -102,7 +93,7 @@ def set_(c, assignment):
 def unset(c, name):
     """Remove one variable from the app's environment on the server and restart it."""
     appenv.check_name(name)
-    remotes, settings_for = _remotes(c, f"env.unset {name}")
+    remotes, settings_for = remotes_with_settings(c, f"env.unset {name}")
     if remotes:
         each(remotes, lambda r: apply(r, settings_for(r), appenv.payload(settings_for(r), unsets=[name]),
                                       f"removing {name}"))
@@ -111,7 +102,7 @@ def unset(c, name):
 @kit_task(name="list")
 def list_(c):
     """The variables in the app's environment on the server: names and sources, values masked."""
-    remotes, settings_for = _remotes(c, "env.list")
+    remotes, settings_for = remotes_with_settings(c, "env.list")
     for r in remotes or []:
         out = r.must(appenv.list_script(settings_for(r)), "reading the env file")
         if "::missing" in out.lines:

@@ -11,7 +11,7 @@ import hashlib
 
 from deploy import facts
 from deploy.managers import other_managers
-from deploy.shell import q, scratch, write_file
+from deploy.shell import scratch, write_file
 from deploy.steps import Change
 
 

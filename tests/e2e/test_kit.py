@@ -124,7 +124,7 @@ def test_host_layout_and_hardening(sandbox_host, kit, ssh, http, app_copy):
     assert sh(f"runuser -u {APP} -- touch /srv/{APP}/current/.venv/x").exited != 0
     assert sh("test -e /etc/nginx/sites-enabled/default").exited != 0
     assert sh("nginx -T 2>/dev/null | grep -c 'server_tokens off'").stdout.strip() != "0"
-    assert "Server: nginx\r" in sh(f"curl -sI http://127.0.0.1/").stdout
+    assert "Server: nginx\r" in sh("curl -sI http://127.0.0.1/").stdout
     assert sh("systemctl show -p Type --value flasksample").stdout.strip() == "notify"
     score = sh(f"systemd-analyze security {APP}.service --no-pager | tail -n1").stdout
     assert "Overall exposure level" in score

@@ -183,7 +183,7 @@ def test_values_travel_in_the_payload_never_in_the_script():
     assert payload["set"] == {"SECRET_KEY": 'SECRET_KEY="hunter2"'}
     text = appenv.change_script(s, "me@here")
     assert "hunter2" not in text
-    assert f"python3 -c " in text and "edit /srv/flasksample/shared/env flasksample" in text
+    assert "python3 -c " in text and "edit /srv/flasksample/shared/env flasksample" in text
 
 
 def test_change_script_restarts_behind_the_health_gate_and_reverts():

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploy import deployer, release
+from deploy import deployer
 from deploy.errors import KitError
 from deploy.host import Outcome, Remote, parse_output, root_command
 from deploy.shell import q

@@ -10,7 +10,6 @@ import pytest
 
 from deploy import health, lock, release
 from deploy.facts import probe_script
-from deploy.managers import supervisor, systemd
 from deploy.shell import HEADER, fail, flatten, q, script, step, write_file
 
 R1, R2, R3 = "20261126-230000.000-aaaaaaa", "20261126-231000.000-bbbbbbb", "20261126-232000.000-ccccccc"
