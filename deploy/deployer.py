@@ -13,7 +13,7 @@ import os
 import socket
 import time
 
-from deploy import package, release, report
+from deploy import health, package, release, report
 from deploy.errors import KitError
 from deploy.fleet import each
 from deploy.host import Outcome, Remote
@@ -44,6 +44,12 @@ def run_step(remote: Remote, text: str, what: str, stdin: str | None = None) -> 
 
 def previous_of(out: Outcome) -> str:
     return next((l.split(" ", 1)[1] for l in out.lines if l.startswith("::previous ") and " " in l), "")
+
+
+def url_of(remote: Remote, s) -> str:
+    """The app's address: its first domain when one is set, else the host's own."""
+    name = health.host_header(s)
+    return f"http://{remote.conn.host if name == 'localhost' else name}/"
 
 
 def batches(items: list, size: int) -> list[list]:
@@ -100,7 +106,7 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
         raise
     took = time.time() - started
     for r in remotes:
-        report.host_say(r.label, f"release {pkg.release} is live: http://{r.conn.host}/ ({took:.2f}s)")
+        report.host_say(r.label, f"release {pkg.release} is live: {url_of(r, settings_for(r))} ({took:.2f}s)")
     return pkg.release
 
 

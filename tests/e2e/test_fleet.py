@@ -29,3 +29,24 @@ def test_two_hosts_deploy_together_and_a_failing_host_switches_none(sandbox_host
     assert out.returncode == 0, out.stdout + out.stderr
     assert http(a, "/") == http(b, "/") == (200, "Hello v2!")
     assert release_of(http, a) == release_of(http, b) != first
+
+
+def test_rolling_switch_rolls_back_hosts_already_switched(sandbox_hosts, fab, http, app_copy):
+    """switch_batch: 1 switches a, then b; b fails its health gate after the switch only (its
+    preflight passes), so b goes back by itself and the kit switches a back too."""
+    a, b = sandbox_hosts(2)
+    group = ["-f", str(app_copy.config), "-S", a.ssh_config, "-H", f"{a.name},{b.name}"]
+    assert fab(*group, "setup", "deploy").returncode == 0
+    first = release_of(http, a)
+
+    app_copy.settings(switch_batch=1, health_timeout=5)
+    app_copy.patch("        return jsonify(",
+                   "        import socket, sys\n"
+                   f"        if socket.gethostname() == {b.name!r} and not any('preflight' in x for x in sys.argv):\n"
+                   "            return 'sick', 500\n"
+                   "        return jsonify(")
+    out = fab(*group, "deploy")
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert f"{b.name}: switch failed" in out.stderr
+    assert "back to their previous release" in out.stdout
+    assert release_of(http, a) == first and release_of(http, b) == first
