@@ -81,8 +81,8 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
     """The archive arrives base64-encoded on stdin, in the same round trip as this script."""
     rel = layout.release_dir(s, release)
     # Any failure once the lock is ours undoes this release and frees the lock, so the next
-    # deploy just works. (A client that vanishes mid-prepare does not stop this script: it
-    # finishes, and its lock then waits for the next deploy's --force.)
+    # deploy just works. A client that vanishes (Ctrl-C, kill, closed connection) makes the
+    # script's next line of output fail with SIGPIPE: trapped, that is such a failure too.
     undo = f"rm -rf {q(rel)} {q(rel)}.partial /run/{s.app_name}-preflight; {lock.release_line(s)}"
     return script(
         health.wait_function(s),
@@ -94,6 +94,7 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
         step("lock"),
         lock.acquire(s, holder, release, force),
         f"trap 'rc=$?; rm -f \"$kit_archive\"; [ $rc -eq 0 ] || {{ {undo}; }}' EXIT",
+        "trap 'exit 141' PIPE",
         step("unpack"),
         f"rm -rf {q(rel)}.partial && mkdir -p {q(rel)}.partial",
         f"tar -xzf \"$kit_archive\" -C {q(rel)}.partial --no-same-owner && rm -f \"$kit_archive\"",
@@ -104,6 +105,7 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
         venv_lines(s, req_hash, rel),
         step("preflight"),
         preflight_lines(s, rel),
+        "echo ::prepared",  # a vanished client makes this write fail: the release is undone
     )
 
 

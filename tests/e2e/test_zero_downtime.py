@@ -135,7 +135,9 @@ def test_deploy_lock_refuses_second_deploy_and_force_breaks_a_dead_one(sandbox_h
     assert http(host, "/")[0] == 200
 
 
-def test_interrupted_deploy_leaves_old_release_and_next_deploy_works(sandbox_host, kit, ssh, http, app_copy):
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["ctrl-c", "kill-9"])
+def test_interrupted_deploy_leaves_old_release_and_next_deploy_works(sig, sandbox_host, kit, ssh, http,
+                                                                     app_copy):
     host, root = sandbox_host, ssh(sandbox_host, "root")
     kit(host, "setup", "deploy", config=app_copy.config)
     before = json.loads(http(host, "/healthz")[1])["release"]
@@ -144,10 +146,11 @@ def test_interrupted_deploy_leaves_old_release_and_next_deploy_works(sandbox_hos
         proc = fab_popen(host, app_copy.config, "deploy")
         wait_lock(root)
         time.sleep(0.5)  # inside the preflight
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         proc.wait(60)
         assert proc.returncode != 0
-        wait_lock(root, present=False)
+        wait_lock(root, present=False)  # kill -9: when the server notices the client is gone
+    assert root.run(f"ls /srv/{APP}/releases", hide=True).stdout.split() == [before]
     assert load.failures == []
     assert json.loads(http(host, "/healthz")[1])["release"] == before
     app_copy.patch("import time; time.sleep(5)", "")
