@@ -533,3 +533,21 @@ def test_shared_dirs_must_stay_inside_the_release(make, bad):
     with pytest.raises(KitError) as exc:
         make(shared_dirs=[bad])
     assert str(exc.value).startswith("setting 'shared_dirs' in fabric.yaml has ")
+
+
+def test_prepare_undoes_itself_when_the_client_vanishes(s):
+    """No pty, so no SIGHUP: a vanished client shows as SIGPIPE on the next output line,
+    which the script traps into a failure (and so into the undo trap); the last line of the
+    script is such an output line, so a client gone during the preflight is noticed too."""
+    lines = release.prepare_script(s, R1, "h1", "me", force=False).splitlines()
+    assert "trap 'exit 141' PIPE" in lines
+    assert lines.index("trap 'exit 141' PIPE") > next(i for i, l in enumerate(lines) if "EXIT" in l
+                                                       and "rc=$?" in l)
+    assert lines[-1] == "echo ::prepared"
+
+
+def test_a_prepared_marker_is_not_shown_to_the_user():
+    from deploy.host import parse_output
+
+    out = parse_output("::step lock 1.0\nbuilding venv\n::prepared\n", "", 0, started=0.0)
+    assert [l for l in out.lines if not l.startswith("::")] == ["building venv"]
