@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 
 from conftest import REPO_ROOT, load_on
-from deploy import package, settings, trust
+from deploy import knownhosts, package, settings
 
 APP = "flasksample"
 
@@ -46,7 +46,7 @@ def sandbox_key(host) -> bytes:
 
 
 def sandbox_fp(host) -> str:
-    return trust.fingerprint(sandbox_key(host))
+    return knownhosts.fingerprint(sandbox_key(host))
 
 
 def sh(conn, command: str) -> str:
@@ -95,13 +95,13 @@ def test_unknown_and_changed_host_keys_are_refused_until_trusted(sandbox_host, s
     out = run_fab("-H", "web", "trust", "--fingerprint", fp, home=home)
     assert out.returncode == 0, out.stderr
     assert f"offers ED25519 key {fp}" in out.stdout and "recorded in" in out.stdout
-    assert trust.verdict(trust.parse_known_hosts(known_hosts.read_text()), host.address,
+    assert knownhosts.verdict(knownhosts.parse_known_hosts(known_hosts.read_text()), host.address,
                          sandbox_key(host)) == "known"
     assert run_fab("-H", "web", "status", home=home).returncode == 0
 
     # the server's key changes (re-installed, or someone in between)
     rotate_host_key(conn)
-    new_fp = trust.fingerprint(base64.b64decode(sh(conn, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1]))
+    new_fp = knownhosts.fingerprint(base64.b64decode(sh(conn, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1]))
     before = logins(conn)
     out = run_fab("-H", "web", "status", home=home)
     one_line_error(out, "CHANGED", fp, new_fp, "fab -H web trust")

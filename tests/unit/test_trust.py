@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import paramiko
 import pytest
 
-from deploy import trust
+from deploy import knownhosts, trust
 from deploy.errors import KitError
 
 
@@ -23,28 +23,28 @@ def test_fingerprint_matches_ssh_keygen(tmp_path):
     pub = tmp_path / "k.pub"
     pub.write_text(line("host", key).split(" ", 1)[1])
     out = subprocess.run(["ssh-keygen", "-lf", str(pub)], capture_output=True, text=True, check=True)
-    assert out.stdout.split()[1] == trust.fingerprint(key.asbytes())
+    assert out.stdout.split()[1] == knownhosts.fingerprint(key.asbytes())
 
 
 def test_normalize_fingerprint():
-    assert trust.normalize_fingerprint("SHA256:abc+/9") == "SHA256:abc+/9"
-    assert trust.normalize_fingerprint("sha256:abc=") == "SHA256:abc"
-    assert trust.normalize_fingerprint(" abc ") == "SHA256:abc"
+    assert knownhosts.normalize_fingerprint("SHA256:abc+/9") == "SHA256:abc+/9"
+    assert knownhosts.normalize_fingerprint("sha256:abc=") == "SHA256:abc"
+    assert knownhosts.normalize_fingerprint(" abc ") == "SHA256:abc"
     for bad in ("MD5:aa:bb", "SHA256:", "not a fp!"):
         with pytest.raises(KitError):
-            trust.normalize_fingerprint(bad)
+            knownhosts.normalize_fingerprint(bad)
 
 
 def test_lookup_name():
-    assert trust.lookup_name("10.0.0.1", 22) == "10.0.0.1"
-    assert trust.lookup_name("10.0.0.1", 2222) == "[10.0.0.1]:2222"
-    assert trust.lookup_name("10.0.0.1", 2222, "web1") == "web1"
+    assert knownhosts.lookup_name("10.0.0.1", 22) == "10.0.0.1"
+    assert knownhosts.lookup_name("10.0.0.1", 2222) == "[10.0.0.1]:2222"
+    assert knownhosts.lookup_name("10.0.0.1", 2222, "web1") == "web1"
 
 
 def test_parse_skips_comments_blanks_and_junk():
     key = make_key()
     text = "# comment\n\nbroken line\n" + line("a,b", key) + "@revoked * ssh-ed25519 AAAA\n"
-    entries = trust.parse_known_hosts(text, "f")
+    entries = knownhosts.parse_known_hosts(text, "f")
     assert [e.patterns for e in entries] == [("a", "b"), ("*",)]
     assert entries[0].lineno == 4 and entries[0].file == "f"
     assert entries[1].marker == "@revoked"
@@ -52,19 +52,19 @@ def test_parse_skips_comments_blanks_and_junk():
 
 def test_matching_plain_hashed_patterns_and_negation():
     key = make_key()
-    entries = trust.parse_known_hosts(
-        line("web1,10.0.0.1", key) + line(trust.hash_name("db1"), key)
+    entries = knownhosts.parse_known_hosts(
+        line("web1,10.0.0.1", key) + line(knownhosts.hash_name("db1"), key)
         + line("*.example.org,!bad.example.org", key) + line("[10.0.0.9]:2222", key))
     for name in ("web1", "WEB1", "10.0.0.1", "db1", "x.example.org", "[10.0.0.9]:2222"):
-        assert trust.known_for(entries, name), name
+        assert knownhosts.known_for(entries, name), name
     for name in ("web2", "db2", "bad.example.org", "10.0.0.9"):
-        assert not trust.known_for(entries, name), name
+        assert not knownhosts.known_for(entries, name), name
 
 
 def test_hash_name_is_what_ssh_keygen_finds(tmp_path):
     key = make_key()
     kh = tmp_path / "kh"
-    kh.write_text(trust.entry_line("10.1.2.3", key.get_name(), key.get_base64(), hashed=True))
+    kh.write_text(knownhosts.entry_line("10.1.2.3", key.get_name(), key.get_base64(), hashed=True))
     assert kh.read_text().startswith("|1|")
     out = subprocess.run(["ssh-keygen", "-F", "10.1.2.3", "-f", str(kh)], capture_output=True, text=True)
     assert out.returncode == 0 and "10.1.2.3" in out.stdout
@@ -72,21 +72,21 @@ def test_hash_name_is_what_ssh_keygen_finds(tmp_path):
 
 def test_verdicts():
     old, new = make_key(), make_key()
-    entries = trust.parse_known_hosts(line("h", old) + f"@revoked * {new.get_name()} x\n"
+    entries = knownhosts.parse_known_hosts(line("h", old) + f"@revoked * {new.get_name()} x\n"
                                       + f"@revoked * {old.get_name()} {make_key().get_base64()}\n")
-    assert trust.verdict(entries, "h", old.asbytes()) == "known"
-    assert trust.verdict(entries, "h", new.asbytes()) == "changed"
-    assert trust.verdict(entries, "other", new.asbytes()) == "unknown"
+    assert knownhosts.verdict(entries, "h", old.asbytes()) == "known"
+    assert knownhosts.verdict(entries, "h", new.asbytes()) == "changed"
+    assert knownhosts.verdict(entries, "other", new.asbytes()) == "unknown"
     revoked = make_key()
-    entries.append(trust.parse_line(f"@revoked * {revoked.get_name()} {revoked.get_base64()}"))
-    assert trust.verdict(entries, "other", revoked.asbytes()) == "revoked"
+    entries.append(knownhosts.parse_line(f"@revoked * {revoked.get_name()} {revoked.get_base64()}"))
+    assert knownhosts.verdict(entries, "other", revoked.asbytes()) == "revoked"
 
 
 def test_without_name_drops_only_that_name():
     k = make_key()
-    text = ("# keep me\n" + line("web1,10.0.0.1", k) + line("web1", k) + line(trust.hash_name("web1"), k)
+    text = ("# keep me\n" + line("web1,10.0.0.1", k) + line("web1", k) + line(knownhosts.hash_name("web1"), k)
             + line("web2", k) + line("*", k) + f"@cert-authority web1 {k.get_name()} {k.get_base64()}\n")
-    out, n = trust.without_name(text, "web1")
+    out, n = knownhosts.without_name(text, "web1")
     assert n == 3
     assert out == ("# keep me\n" + line("10.0.0.1", k) + line("web2", k) + line("*", k)
                    + f"@cert-authority web1 {k.get_name()} {k.get_base64()}\n")
@@ -94,19 +94,19 @@ def test_without_name_drops_only_that_name():
 
 def test_files_and_policy_from_ssh_config(monkeypatch, tmp_path):
     monkeypatch.setenv("HOME", str(tmp_path))
-    user, glob = trust.files_from_config({})
+    user, glob = knownhosts.files_from_config({})
     assert user == [f"{tmp_path}/.ssh/known_hosts", f"{tmp_path}/.ssh/known_hosts2"]
     assert glob == ["/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2"]
-    user, glob = trust.files_from_config({"userknownhostsfile": "~/a '/b c' %d/x",
+    user, glob = knownhosts.files_from_config({"userknownhostsfile": "~/a '/b c' %d/x",
                                           "globalknownhostsfile": "none"})
     assert user == [f"{tmp_path}/a", "/b c", f"{tmp_path}/x"] and glob == []
-    assert trust.policy_for({}, "strict") == "strict"
-    assert trust.policy_for({}, "accept-new") == "accept-new"
-    assert trust.policy_for({"stricthostkeychecking": "yes"}, "accept-new") == "strict"
-    assert trust.policy_for({"stricthostkeychecking": "ask"}, "accept-new") == "strict"
-    assert trust.policy_for({"stricthostkeychecking": "accept-new"}, "strict") == "accept-new"
-    assert trust.policy_for({"stricthostkeychecking": "no"}, "strict") == "accept-new"
-    assert trust.hashed_config({"hashknownhosts": "yes"}) and not trust.hashed_config({})
+    assert knownhosts.policy_for({}, "strict") == "strict"
+    assert knownhosts.policy_for({}, "accept-new") == "accept-new"
+    assert knownhosts.policy_for({"stricthostkeychecking": "yes"}, "accept-new") == "strict"
+    assert knownhosts.policy_for({"stricthostkeychecking": "ask"}, "accept-new") == "strict"
+    assert knownhosts.policy_for({"stricthostkeychecking": "accept-new"}, "strict") == "accept-new"
+    assert knownhosts.policy_for({"stricthostkeychecking": "no"}, "strict") == "accept-new"
+    assert knownhosts.hashed_config({"hashknownhosts": "yes"}) and not knownhosts.hashed_config({})
 
 
 def view(tmp_path, **kw):
@@ -126,9 +126,9 @@ def test_record_creates_replaces_and_keeps_others(tmp_path):
         f.write(line("web2", other))
     trust.record(v, new.get_name(), new.get_base64())
     entries = v.entries()
-    assert trust.verdict(entries, "10.0.0.1", new.asbytes()) == "known"
-    assert trust.verdict(entries, "web2", other.asbytes()) == "known"
-    assert len(trust.known_for(entries, "10.0.0.1")) == 1
+    assert knownhosts.verdict(entries, "10.0.0.1", new.asbytes()) == "known"
+    assert knownhosts.verdict(entries, "web2", other.asbytes()) == "known"
+    assert len(knownhosts.known_for(entries, "10.0.0.1")) == 1
 
 
 def test_policy_refuses_unknown_and_records_under_accept_new(tmp_path):
@@ -137,22 +137,22 @@ def test_policy_refuses_unknown_and_records_under_accept_new(tmp_path):
     with pytest.raises(KitError) as e:
         strict.missing_host_key(None, "10.0.0.1", key)
     msg = str(e.value)
-    assert "\n" not in msg and "web1" in msg and trust.fingerprint(key.asbytes()) in msg
+    assert "\n" not in msg and "web1" in msg and knownhosts.fingerprint(key.asbytes()) in msg
     assert "fab -H web1 trust" in msg
     notes = []
     lenient = trust.KitHostKeyPolicy(view(tmp_path, policy="accept-new"), [], notes.append)
     lenient.missing_host_key(None, "10.0.0.1", key)
-    assert trust.verdict(view(tmp_path).entries(), "10.0.0.1", key.asbytes()) == "known"
+    assert knownhosts.verdict(view(tmp_path).entries(), "10.0.0.1", key.asbytes()) == "known"
     assert "recorded" in notes[0]
 
 
 def test_changed_error_names_both_fingerprints_and_the_fix():
     old, new = make_key(), make_key()
-    entry = trust.parse_line(line("10.0.0.1", old).strip(), "/k", 3)
+    entry = knownhosts.parse_line(line("10.0.0.1", old).strip(), "/k", 3)
     msg = str(trust.changed_error("web1", "10.0.0.1", new.get_name(), entry,
-                                  trust.fingerprint(new.asbytes()), "/x/ssh_config"))
+                                  knownhosts.fingerprint(new.asbytes()), "/x/ssh_config"))
     assert "\n" not in msg and "CHANGED" in msg and "/k:3" in msg
-    assert trust.fingerprint(old.asbytes()) in msg and trust.fingerprint(new.asbytes()) in msg
+    assert knownhosts.fingerprint(old.asbytes()) in msg and knownhosts.fingerprint(new.asbytes()) in msg
     assert "fab -S /x/ssh_config -H web1 trust" in msg
 
 
@@ -178,7 +178,7 @@ def test_stale_notes_offer_the_fix(tmp_path):
     kh.write_text(line("10.231.1.2", old))
     pub = f"{new.get_name()} {new.get_base64()} root@fs1"
     notes = trust.stale_notes("10.231.1.2", "fs1", pub, [str(kh)])
-    fp = trust.fingerprint(new.asbytes())
+    fp = knownhosts.fingerprint(new.asbytes())
     assert len(notes) == 1 and f"fab -H 10.231.1.2 trust --fingerprint {fp}" in notes[0]
     kh.write_text(line("10.231.1.2", new))
     assert trust.stale_notes("10.231.1.2", "fs1", pub, [str(kh)]) == []
