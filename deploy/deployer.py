@@ -36,9 +36,7 @@ def run_step(remote: Remote, text: str, what: str, stdin: str | None = None) -> 
     out = remote.run(text, stdin=stdin)
     show(remote, out)
     if not out.ok:
-        # The scripts' own ::error lines already say what to do; others get a generic hint.
-        raise KitError(f"{remote.label}: {what} failed: {Remote.reason(out)}",
-                       None if out.error else "see the lines above, fix, and run again")
+        raise remote.failure(out, what)
     return out
 
 

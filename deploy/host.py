@@ -130,9 +130,15 @@ class Remote:
         """Run a script and turn failure into a KitError naming `what` failed and why."""
         out = self.run(script, **kw)
         if not out.ok:
-            raise KitError(f"{self.label}: {what} failed: {self.reason(out)}",
-                           "read the lines above; fix and run again")
+            raise self.failure(out, what)
         return out
+
+    def failure(self, out: Outcome, what: str) -> KitError:
+        """The one-line error for a failed script: its own `::error PROBLEM — FIX` when it
+        gave one, else its last line and a pointer to the output above."""
+        problem, sep, fix = self.reason(out).partition(" — ")
+        return KitError(f"{self.label}: {what} failed: {problem}",
+                        fix if sep else "read the lines above; fix and run again")
 
     @staticmethod
     def reason(out: Outcome) -> str:

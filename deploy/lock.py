@@ -22,7 +22,7 @@ def acquire(s, holder: str, release: str, force: bool = False) -> list[str]:
     lines += [
         f"if ! mkdir {lock} 2>/dev/null; then "
         f"echo \"::error deploy locked by $(cat {lock}/holder 2>/dev/null || echo unknown) since "
-        f"$(cat {lock}/since 2>/dev/null || echo unknown); wait for it, or if it died run "
+        f"$(cat {lock}/since 2>/dev/null || echo unknown) — wait for it, or if it died run "
         f"again with --force\"; exit {LOCKED_EXIT}; fi",
         f"printf '%s\\n' {q(info)} > {lock}/holder",
         f"date -u +%Y-%m-%dT%H:%M:%SZ > {lock}/since",

@@ -70,11 +70,21 @@ def preflight_lines(s, release_path: str) -> list[str]:
         f"  rm -rf {q(release_path)} {pf}",
         f"  {lock.release_line(s)}",
         f"  echo '::error the new release failed its health check on a private socket; "
-        f"nothing was switched, the previous release still serves — fix the app (its log is above) and deploy again'; exit {PREFLIGHT_EXIT}",
+        f"nothing was switched, the previous release still serves — correct the app (its log is above) and deploy again'; exit {PREFLIGHT_EXIT}",
         "fi",
         "kill -TERM -- -$pf_pid 2>/dev/null || true",
         f"rm -rf {pf}",
     ]
+
+
+def set_up_check(s) -> str:
+    """Refuse, before touching anything, a host that `fab setup` has not prepared for this
+    app and process manager."""
+    m = manager_for(s)
+    config = m.installed_probe(s).arg
+    return (f"[ -d {q(layout.releases_dir(s))} ] && [ -e {q(config)} ] || {{ echo '::error this host is "
+            f"not set up for {s.app_name} under {m.NAME} ({config} is missing) — run fab setup first'; "
+            "exit 2; }")
 
 
 def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> str:
@@ -91,6 +101,7 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
         f"kit_archive=$(mktemp {scratch('upload.XXXXXX')})",
         "trap 'rm -f \"$kit_archive\"' EXIT",
         "base64 -d > \"$kit_archive\"",
+        set_up_check(s),
         step("lock"),
         lock.acquire(s, holder, release, force),
         f"trap 'rc=$?; rm -f \"$kit_archive\"; [ $rc -eq 0 ] || {{ {undo}; }}' EXIT",
@@ -142,7 +153,7 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         health.wait_function(s),
         lock.acquire(s, holder, release, force) if lock_first else [],
         f"[ -d {q(layout.release_dir(s, release))} ] || {{ {lock.release_line(s)}; "
-        f"echo '::error release {release} does not exist on this host (see fab releases)'; exit 2; }}",
+        f"echo '::error release {release} does not exist on this host — pick one from fab releases'; exit 2; }}",
         f"prev=$(basename \"$(readlink {cur} 2>/dev/null)\" 2>/dev/null || true)",
         f"old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)",
         step("switch"),
@@ -162,7 +173,7 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         "  fi",
         f"  {lock.release_line(s)}",
         f"  echo \"::error release {release} failed its health check through nginx; "
-        f"${{prev:-no previous release}} serves again — fix the app (its log is above) and deploy again\"; "
+        f"${{prev:-no previous release}} serves again — correct the app (its log is above) and deploy again\"; "
         f"exit {UNHEALTHY_EXIT}",
         "fi",
         "echo \"::previous $prev\"",
@@ -220,11 +231,11 @@ def rollback_target_lines(s, named: str | None) -> list[str]:
     rels = q(layout.releases_dir(s))
     cur = q(layout.current_link(s))
     if named:
-        return [f"[ -d {rels}/{q(named)} ] && echo {q(named)} || {{ echo '::error no release {named} on this host (see fab releases)'; exit 2; }}"]
+        return [f"[ -d {rels}/{q(named)} ] && echo {q(named)} || {{ echo '::error no release {named} on this host — pick one from fab releases'; exit 2; }}"]
     return [
         f"cur=$(basename \"$(readlink {cur} 2>/dev/null)\")",
         f"t=$(ls -1 {rels} | grep -v '\\.partial$' | sort | grep -B1 -x \"$cur\" | head -n1)",
-        "if [ -z \"$t\" ] || [ \"$t\" = \"$cur\" ]; then echo '::error there is no release before the current one to roll back to'; exit 2; fi",
+        "if [ -z \"$t\" ] || [ \"$t\" = \"$cur\" ]; then echo '::error there is no release before the current one to roll back to — deploy one first, or name one with --to'; exit 2; fi",
         "echo \"$t\"",
     ]
 

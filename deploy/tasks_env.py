@@ -60,8 +60,7 @@ def apply(remote: Remote, s, payload: str, what: str) -> bool:
     out = remote.run(appenv.change_script(s, holder()), stdin=payload)
     changed = _report(remote, out)
     if not out.ok:
-        raise KitError(f"{remote.label}: {what} failed: {Remote.reason(out)}",
-                       "read the lines above; fix and run again")
+        raise remote.failure(out, what)
     return changed
 
 

@@ -62,3 +62,10 @@ def test_sudo_user_with_a_password(sandbox_host, fab, ssh, app_copy, tmp_path):
     out = fab("-f", str(good), *target, "setup", "deploy", "status")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "service:  running" in out.stdout and "Secr3t-pw" not in out.stdout + out.stderr
+
+
+def test_deploy_before_setup_is_refused_and_touches_nothing(sandbox_host, fab, ssh, app_copy):
+    host = sandbox_host
+    line = one_line_error(fab("-f", str(app_copy.config), "-S", host.ssh_config, "-H", host.name, "deploy"))
+    assert "is not set up for flasksample under systemd" in line and "run fab setup first" in line
+    assert ssh(host, "root").run("test -e /srv/flasksample", hide=True, warn=True).exited != 0

@@ -170,7 +170,7 @@ def test_rollback_with_nothing_before_current_is_a_kit_error(local_server, tmp_p
     remote, s, switched = local_server
     os.unlink(tmp_path / "srv" / "current")
     os.symlink(f"releases/{R1}", tmp_path / "srv" / "current")
-    with pytest.raises(KitError, match="there is no release before the current one to roll back to"):
+    with pytest.raises(KitError, match="there is no release before the current one to roll back to — fix: deploy one first, or name one with --to"):
         deployer.rollback([remote], lambda r: s)
     assert switched == []
 

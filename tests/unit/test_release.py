@@ -106,7 +106,7 @@ def test_lock_acquire_lines_exact(s):
         "install -d -m 700 /srv/flasksample/.kit",
         "if ! mkdir /srv/flasksample/.kit/lock 2>/dev/null; then echo \"::error deploy locked by "
         "$(cat /srv/flasksample/.kit/lock/holder 2>/dev/null || echo unknown) since "
-        "$(cat /srv/flasksample/.kit/lock/since 2>/dev/null || echo unknown); wait for it, or if it "
+        "$(cat /srv/flasksample/.kit/lock/since 2>/dev/null || echo unknown) — wait for it, or if it "
         "died run again with --force\"; exit 75; fi",
         f"printf '%s\\n' 'me@box (pid 1), release {R1}' > /srv/flasksample/.kit/lock/holder",
         "date -u +%Y-%m-%dT%H:%M:%SZ > /srv/flasksample/.kit/lock/since",
@@ -130,7 +130,7 @@ def test_lock_second_deploy_is_refused_naming_the_holder_and_force_breaks_it(srv
     assert (root / ".kit/lock/holder").read_text() == f"alice@a, release {R1}\n"
     second = run_bash(script(lock.acquire(s, "bob@b", R2)))
     assert second.returncode == lock.LOCKED_EXIT
-    assert re.fullmatch(rf"::error deploy locked by alice@a, release {R1} since \d{{4}}-\d\d-\d\dT\S+Z; "
+    assert re.fullmatch(rf"::error deploy locked by alice@a, release {R1} since \d{{4}}-\d\d-\d\dT\S+Z — "
                         r"wait for it, or if it died run again with --force\n", second.stdout)
     status = run_bash(script(lock.status_line(s))).stdout
     assert status.startswith(f"locked by alice@a, release {R1} since ")
@@ -316,7 +316,7 @@ def test_switch_script_shape(s):
     assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)}; then" in lines
     assert "    " + release.point_current(s, '"$prev"') in lines
     assert (f"  echo \"::error release {R2} failed its health check through nginx; ${{prev:-no previous "
-            "release} serves again — fix the app (its log is above) and deploy again\"; exit 4") in lines
+            "release} serves again — correct the app (its log is above) and deploy again\"; exit 4") in lines
     assert "  journalctl -u flasksample.service --no-pager -o short-iso -n 20 2>&1 | tail -n 20" in lines
     assert 'echo "::previous $prev"' in lines
     assert "mkdir /srv/flasksample/.kit/lock" not in text
@@ -348,7 +348,7 @@ def test_failed_health_gate_points_current_back_and_reports(srv, run_bash):
     assert result.returncode == release.UNHEALTHY_EXIT
     out = result.stdout.splitlines()
     assert out[-1] == (f"::error release {R2} failed its health check through nginx; {R1} serves again"
-                       " — fix the app (its log is above) and deploy again")
+                       " — correct the app (its log is above) and deploy again")
     assert f"--- release {R2} failed its health check through nginx; the app log says:" in out
     assert "app log line" in out and f"rolled back to {R1}" in out
     assert os.readlink(root / "current") == f"releases/{R1}"
@@ -364,7 +364,7 @@ def test_switch_to_a_missing_release_refuses(srv, run_bash):
     result, calls = run_stubbed(run_bash, root, release.switch_script(s, R3, "me", lock_first=True))
     assert result.returncode == 2
     assert result.stdout.splitlines()[-1] == \
-        f"::error release {R3} does not exist on this host (see fab releases)"
+        f"::error release {R3} does not exist on this host — pick one from fab releases"
     assert os.readlink(root / "current") == f"releases/{R1}" and calls == []
     assert not (root / ".kit" / "lock").exists()
 
@@ -444,7 +444,7 @@ def test_rollback_target_is_the_release_before_current(srv, run_bash):
     point(R1)
     result = run_bash(script(release.rollback_target_lines(s, None)))
     assert result.returncode == 2
-    assert result.stdout == "::error there is no release before the current one to roll back to\n"
+    assert result.stdout == "::error there is no release before the current one to roll back to — deploy one first, or name one with --to\n"
 
 
 def test_rollback_to_a_named_release(srv, run_bash):
@@ -454,7 +454,7 @@ def test_rollback_to_a_named_release(srv, run_bash):
     result = run_bash(script(release.rollback_target_lines(s, R1)))
     assert (result.returncode, result.stdout) == (0, R1 + "\n")
     missing = run_bash(script(release.rollback_target_lines(s, "nope")))
-    assert missing.stdout == "::error no release nope on this host (see fab releases)\n"
+    assert missing.stdout == "::error no release nope on this host — pick one from fab releases\n"
 
 
 def test_list_script_marks_current(srv, run_bash):
@@ -551,3 +551,13 @@ def test_a_prepared_marker_is_not_shown_to_the_user():
 
     out = parse_output("::step lock 1.0\nbuilding venv\n::prepared\n", "", 0, started=0.0)
     assert [l for l in out.lines if not l.startswith("::")] == ["building venv"]
+
+
+def test_prepare_refuses_a_host_that_was_not_set_up(make):
+    for manager, config in (("systemd", "/etc/systemd/system/flasksample.service"),
+                            ("supervisor", "/etc/supervisor/conf.d/flasksample.conf")):
+        s = make(process_manager=manager)
+        check = release.set_up_check(s)
+        assert check.startswith(f"[ -d /srv/flasksample/releases ] && [ -e {config} ] || ")
+        text = release.prepare_script(s, R1, "h", "me", force=False)
+        assert text.index(check) < text.index("::step lock")
