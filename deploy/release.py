@@ -149,13 +149,15 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
     m = manager_for(s)
     cur = q(layout.current_link(s))
     rel = q(release)
+    # activate_lines compares the venv `current` has now with this one: restart if they differ
+    remember_venv = f"old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)"
     body = [
         health.wait_function(s),
         lock.acquire(s, holder, release, force) if lock_first else [],
         f"[ -d {q(layout.release_dir(s, release))} ] || {{ {lock.release_line(s)}; "
         f"echo '::error release {release} does not exist on this host — pick one from fab releases'; exit 2; }}",
-        f"prev=$(basename \"$(readlink {cur} 2>/dev/null)\" 2>/dev/null || true)",
-        f"old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)",
+        f"prev={current_release(s)}",
+        remember_venv,
         step("switch"),
         point_current(s, rel),
         activate_lines(s),
@@ -164,7 +166,7 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         f"  echo '--- release {release} failed its health check through nginx; the app log says:'",
         f"  {m.logs(s, lines=log_lines)} 2>&1 | tail -n {log_lines}",
         "  if [ -n \"$prev\" ] && [ \"$prev\" != " + rel + " ]; then",
-        f"    old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)",
+        "    " + remember_venv,
         "    " + point_current(s, '"$prev"'),
         *["    " + line for line in activate_lines(s)],
         f"    kit_healthy \"$prev\" {s.health_timeout} {health.through_nginx(s)} "
@@ -208,14 +210,28 @@ def abort_script(s, release: str, holder: str) -> str:
     return script(f"if {lock.held_by(s, holder)}; then rm -rf {rel} {rel}.partial; {lock.release_line(s)}; fi")
 
 
+def current_release(s) -> str:
+    """Shell: the name of the release `current` points to ('' when there is none)."""
+    return f"$(basename \"$(readlink {q(layout.current_link(s))} 2>/dev/null)\" 2>/dev/null || true)"
+
+
+def sorted_releases(s) -> str:
+    """Shell pipeline: the release names, oldest first, half-unpacked ones left out."""
+    return f"ls -1 {q(layout.releases_dir(s))} 2>/dev/null | grep -v '\\.partial$' | sort"
+
+
+def release_before_current(s) -> str:
+    """Shell: the release just before "$cur" (itself when it is the oldest)."""
+    return f"$({sorted_releases(s)} | grep -B1 -x \"$cur\" | head -n1)"
+
+
 def cleanup_lines(s) -> list[str]:
     """Keep the newest keep_releases releases plus current and the one before it."""
     rels = q(layout.releases_dir(s))
-    cur = q(layout.current_link(s))
     venvs = q(layout.venvs_dir(s))
     return [
-        f"cur=$(basename \"$(readlink {cur})\")",
-        f"prev=$(ls -1 {rels} | grep -v '\\.partial$' | sort | grep -B1 -x \"$cur\" | head -n1)",
+        f"cur={current_release(s)}",
+        f"prev={release_before_current(s)}",
         f"for r in $(ls -1 {rels} | sort -r | tail -n +{s.keep_releases + 1}); do",
         f"  [ \"$r\" = \"$cur\" ] || [ \"$r\" = \"$prev\" ] || rm -rf {rels}/\"$r\"",
         "done",
@@ -229,23 +245,20 @@ def cleanup_lines(s) -> list[str]:
 def rollback_target_lines(s, named: str | None) -> list[str]:
     """Print the release to roll back to: the named one, or the one before current."""
     rels = q(layout.releases_dir(s))
-    cur = q(layout.current_link(s))
     if named:
         return [f"[ -d {rels}/{q(named)} ] && echo {q(named)} || {{ echo '::error no release {named} on this host — pick one from fab releases'; exit 2; }}"]
     return [
-        f"cur=$(basename \"$(readlink {cur} 2>/dev/null)\")",
-        f"t=$(ls -1 {rels} | grep -v '\\.partial$' | sort | grep -B1 -x \"$cur\" | head -n1)",
+        f"cur={current_release(s)}",
+        f"t={release_before_current(s)}",
         "if [ -z \"$t\" ] || [ \"$t\" = \"$cur\" ]; then echo '::error there is no release before the current one to roll back to — deploy one first, or name one with --to'; exit 2; fi",
         "echo \"$t\"",
     ]
 
 
 def list_script(s) -> str:
-    rels = q(layout.releases_dir(s))
-    cur = q(layout.current_link(s))
     return script(
-        f"cur=$(basename \"$(readlink {cur} 2>/dev/null)\" 2>/dev/null || true)",
-        f"for r in $(ls -1 {rels} 2>/dev/null | grep -v '\\.partial$' | sort); do",
+        f"cur={current_release(s)}",
+        f"for r in $({sorted_releases(s)}); do",
         "  if [ \"$r\" = \"$cur\" ]; then echo \"* $r (current)\"; else echo \"  $r\"; fi",
         "done",
         f"echo '-- last deploys:'; tail -n 5 {q(layout.deploy_log(s))} 2>/dev/null || true",

@@ -46,10 +46,6 @@ def activate(s, f, changed: set[str]) -> list[str]:
     return lines
 
 
-def _ctl(s, verb: str) -> str:
-    return f"supervisorctl {verb} {s.app_name}"
-
-
 def start(s) -> str:
     return f"supervisorctl start {s.app_name} >/dev/null"
 
