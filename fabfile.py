@@ -9,8 +9,10 @@
 """
 from invoke import Collection
 
-from deploy import deployer, ops, provision, release, settings
-from deploy import tasks_env
+from deploy import release, service, settings
+from deploy.tasks import deploy as deployer
+from deploy.tasks import secrets
+from deploy.tasks import setup as provision
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
 from deploy.fleet import each, remotes_for_run, remotes_with_settings
@@ -23,7 +25,7 @@ def setup(c):
     remotes, settings_for = remotes_with_settings(c, "setup")
     if remotes:
         each(remotes, lambda r: provision.setup(r, settings_for(r)))
-        each(remotes, lambda r: tasks_env.sync_settings(r, settings_for(r)))  # env: → env file
+        each(remotes, lambda r: secrets.sync_settings(r, settings_for(r)))  # env: → env file
 
 
 @kit_task(help={"force": "break a deploy lock left by a dead deploy"})
@@ -53,13 +55,13 @@ def _show_on_each(c, task, build, parallel=True):
 @kit_task
 def restart(c):
     """Restart the app's gunicorn (no request dropped) and wait until it is healthy."""
-    _show_on_each(c, "restart", ops.restart_script)
+    _show_on_each(c, "restart", service.restart_script)
 
 
 @kit_task
 def status(c):
     """Service state, current release, uptime, workers and the health answer."""
-    _show_on_each(c, "status", ops.status_script, parallel=False)
+    _show_on_each(c, "status", service.status_script, parallel=False)
 
 
 @kit_task
@@ -75,7 +77,7 @@ def logs(c, follow=False, number=50, since=None, web=False):
     remotes, settings_for = remotes_with_settings(c, "logs")
     if remotes:
         for r in remotes:
-            r.run(ops.logs_script(settings_for(r), follow, int(number), since, web), stream=True)
+            r.run(service.logs_script(settings_for(r), follow, int(number), since, web), stream=True)
 
 
 @kit_task(help={"fingerprint": "expected SHA256:… of the host key: check it, no prompt (CI)",
@@ -90,10 +92,10 @@ def trust(c, fingerprint=None, yes=False):
 def show_settings(c):
     """Every setting with its default and meaning (set them under flasksample: in fabric.yaml)."""
     settings.load(c.config)
-    for line in ops.show_setting_lines(settings.describe()):
+    for line in service.show_setting_lines(settings.describe()):
         say(line)
 
 
 ns = Collection(setup, deploy, rollback, restart, status, releases, logs, trust, show_settings)
 ns.add_collection(sandbox_ns)
-ns.add_collection(tasks_env.env_ns)
+ns.add_collection(secrets.env_ns)

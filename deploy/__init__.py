@@ -1,5 +1,5 @@
 """flasksample: the package behind the Fabric tasks in fabfile.py.
 
 Pure builders (settings in, shell lines and file contents out) live in the submodules;
-only `deploy.host` and the task layer talk to servers.
+only `deploy.runner` and the task layer talk to servers.
 """

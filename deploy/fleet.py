@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from fabric import Connection
 
 from deploy.errors import KitError
-from deploy.host import Remote
+from deploy.runner import Remote
 
 _handled: set[tuple[str, str]] = set()
 _lock = threading.Lock()

@@ -5,10 +5,19 @@ deploy is broken only on request (`fab deploy --force`), never silently.
 """
 from __future__ import annotations
 
+import getpass
+import os
+import socket
+
 from deploy import layout
 from deploy.shell import q
 
 LOCKED_EXIT = 75
+
+
+def holder() -> str:
+    """Who takes the lock: user@machine (pid N) of this fab process."""
+    return f"{getpass.getuser()}@{socket.gethostname()} (pid {os.getpid()})"
 
 
 def acquire(s, holder: str, release: str, force: bool = False) -> list[str]:

@@ -1,6 +1,6 @@
 """Remote release scripts: unpack + venv + preflight, switch `current`, roll back, clean up.
 
-Each function returns a bash script (or lines of one); `deploy.deployer` runs them. The
+Each function returns a bash script (or lines of one); `deploy.tasks.deploy` runs them. The
 order of a deploy on each host:
 
   prepare  lock, unpack into releases/<id>, reuse or build the venv for its requirements,

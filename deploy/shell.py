@@ -1,7 +1,7 @@
 """Small helpers that build shell text: quoting, scripts, writing a file in one line.
 
 Everything here returns strings; nothing runs. Builders combine these into the scripts that
-`deploy.host` sends to a server in one round trip.
+`deploy.runner` sends to a server in one round trip.
 """
 from __future__ import annotations
 

@@ -547,7 +547,7 @@ def test_prepare_undoes_itself_when_the_client_vanishes(s):
 
 
 def test_a_prepared_marker_is_not_shown_to_the_user():
-    from deploy.host import parse_output
+    from deploy.runner import parse_output
 
     out = parse_output("::step lock 1.0\nbuilding venv\n::prepared\n", "", 0, started=0.0)
     assert [l for l in out.lines if not l.startswith("::")] == ["building venv"]

@@ -8,7 +8,7 @@ import pytest
 from deploy import layout, templates
 from deploy.facts import MISSING
 from deploy.managers import supervisor, systemd
-from deploy.provision import apply_script, plan
+from deploy.tasks.setup import apply_script, plan
 from deploy.shell import write_file
 from deploy.steps import ordered
 from deploy.steps.packages import install_line

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from deploy import appenv, settings
+from deploy import envfile, settings
 from deploy.errors import KitError
 
 TRICKY = [
@@ -68,7 +68,7 @@ def systemd_value(line: str) -> str:
 
 @pytest.mark.parametrize("value", TRICKY)
 def test_systemd_and_sh_read_back_the_same_value(value, tmp_path):
-    line = appenv.assignment("K", value)
+    line = envfile.assignment("K", value)
     assert systemd_value(line) == value
     f = tmp_path / "env"
     f.write_text("# comment\n" + line + "\n")
@@ -83,7 +83,7 @@ def test_the_shell_idiom_for_single_quotes_would_differ_under_systemd():
 
 
 def test_quote_renders_double_quotes_with_four_escapes():
-    assert appenv.assignment("SECRET_KEY", 'a$b"c\\d`e f') == 'SECRET_KEY="a\\$b\\"c\\\\d\\`e f"'
+    assert envfile.assignment("SECRET_KEY", 'a$b"c\\d`e f') == 'SECRET_KEY="a\\$b\\"c\\\\d\\`e f"'
 
 
 @pytest.mark.parametrize("value,what", [("a\nb", "newline"), ("a\rb", "carriage return"),
@@ -92,20 +92,20 @@ def test_quote_renders_double_quotes_with_four_escapes():
                                         ("\udcff", "UTF-8"), ("x" * 40000, "limit")])
 def test_values_neither_can_carry_are_refused_in_one_line(value, what):
     with pytest.raises(KitError) as e:
-        appenv.assignment("K", value)
+        envfile.assignment("K", value)
     assert what in str(e.value) and "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("name", ["", "1A", "A-B", "A B", "A=B", "LISTEN_FDS", "NOTIFY_SOCKET"])
 def test_bad_names_are_refused(name):
     with pytest.raises(KitError):
-        appenv.check_name(name)
+        envfile.check_name(name)
 
 
 def test_parse_argument():
-    assert appenv.parse_argument("SECRET_KEY") == ("SECRET_KEY", None)
-    assert appenv.parse_argument("A=b=c") == ("A", "b=c")
-    assert appenv.parse_argument("A=") == ("A", "")
+    assert envfile.parse_argument("SECRET_KEY") == ("SECRET_KEY", None)
+    assert envfile.parse_argument("A=b=c") == ("A", "b=c")
+    assert envfile.parse_argument("A=") == ("A", "")
 
 
 # -- the editing program ----------------------------------------------------------------------
@@ -115,7 +115,7 @@ B, E = ("# >>> env: from fabric.yaml (fab setup rewrites these lines)", "# <<< e
 
 
 def edit(text, sets=None, unsets=(), block=None):
-    return appenv.edit_env(text, HEADER, sets or {}, list(unsets), block)
+    return envfile.edit_env(text, HEADER, sets or {}, list(unsets), block)
 
 
 def test_edit_creates_with_header_and_keeps_nothing_for_nothing():
@@ -152,7 +152,7 @@ def test_block_goes_after_the_header_and_server_values_after_it():
 
 def test_list_env_gives_names_and_sources_only():
     text = f'# head\n{B}\nL="info"\n{E}\nS="secret"\nexport T="x"\n'
-    assert appenv.list_env(text) == [("L", "fabric.yaml"), ("S", "server"), ("T", "server")]
+    assert envfile.list_env(text) == [("L", "fabric.yaml"), ("S", "server"), ("T", "server")]
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the program chowns the file to root")
@@ -162,10 +162,10 @@ def test_the_shipped_program_edits_a_file_as_on_the_server(tmp_path):
     group = grp.getgrgid(0).gr_name
 
     def run(op, stdin=""):
-        return subprocess.run([sys.executable, "-c", appenv.PROGRAM, op, str(path), group],
+        return subprocess.run([sys.executable, "-c", envfile.PROGRAM, op, str(path), group],
                               input=stdin, capture_output=True, text=True, check=True).stdout
 
-    payload = appenv.payload(s, sets={"SECRET_KEY": "v$1 'x'"}, block={"LOG": "info"})
+    payload = envfile.payload(s, sets={"SECRET_KEY": "v$1 'x'"}, block={"LOG": "info"})
     out = run("edit", payload)
     assert "added SECRET_KEY" in out and "::env changed" in out and "v$1" not in out
     st = path.stat()
@@ -179,16 +179,16 @@ def test_the_shipped_program_edits_a_file_as_on_the_server(tmp_path):
 
 def test_values_travel_in_the_payload_never_in_the_script():
     s = settings.build({})
-    payload = json.loads(appenv.payload(s, sets={"SECRET_KEY": "hunter2"}))
+    payload = json.loads(envfile.payload(s, sets={"SECRET_KEY": "hunter2"}))
     assert payload["set"] == {"SECRET_KEY": 'SECRET_KEY="hunter2"'}
-    text = appenv.change_script(s, "me@here")
+    text = envfile.change_script(s, "me@here")
     assert "hunter2" not in text
     assert "python3 -c " in text and "edit /srv/flasksample/shared/env flasksample" in text
 
 
 def test_change_script_restarts_behind_the_health_gate_and_reverts():
     s = settings.build({})
-    text = appenv.change_script(s, "me@here")
+    text = envfile.change_script(s, "me@here")
     assert "mkdir /srv/flasksample/.kit/lock" in text
     assert "cp -p /srv/flasksample/shared/env /srv/flasksample/.kit/env.prev" in text
     assert 'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac' in text
@@ -196,10 +196,10 @@ def test_change_script_restarts_behind_the_health_gate_and_reverts():
     assert "if ! kit_healthy '' 20 -H 'Host: localhost' http://127.0.0.1/healthz; then" in text
     assert "mv -f /srv/flasksample/.kit/env.prev /srv/flasksample/shared/env" in text
     assert "trap 'rm -f /srv/flasksample/.kit/env.prev; rm -rf /srv/flasksample/.kit/lock' EXIT" in text
-    sup = appenv.change_script(settings.build({"process_manager": "supervisor"}), "me")
+    sup = envfile.change_script(settings.build({"process_manager": "supervisor"}), "me")
     assert "supervisorctl restart flasksample" in sup
 
 
 def test_list_script_prints_no_values():
-    text = appenv.list_script(settings.build({}))
+    text = envfile.list_script(settings.build({}))
     assert " list /srv/flasksample/shared/env flasksample" in text

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 
 from deploy import facts, report
-from deploy.host import Remote
+from deploy.runner import Remote
 from deploy.settings import Settings
 from deploy.shell import script, step
 from deploy.steps import Change, ordered

@@ -8,20 +8,14 @@ by this run goes back to its previous release.
 from __future__ import annotations
 
 import base64
-import getpass
-import os
-import socket
 import time
 
 from deploy import health, package, release, report
+from deploy.lock import holder
 from deploy.errors import KitError
 from deploy.fleet import each
-from deploy.host import Outcome, Remote
+from deploy.runner import Outcome, Remote
 from deploy.shell import script
-
-
-def holder() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()} (pid {os.getpid()})"
 
 
 def show(remote: Remote, out: Outcome) -> None:

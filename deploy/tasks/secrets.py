@@ -5,7 +5,7 @@
     fab -H web1 env.list                     names and where they come from; values masked
     fab -H web1 env.unset LOG_LEVEL
 
-The file's format, where values travel and how a change is applied: deploy/appenv.py.
+The file's format, where values travel and how a change is applied: deploy/envfile.py.
 `sync_settings(remote, s)` writes the `env:` setting into the same file (`fab setup` calls it).
 """
 from __future__ import annotations
@@ -15,12 +15,12 @@ import sys
 
 from invoke import Collection
 
-from deploy import appenv
+from deploy import envfile
 from deploy.cli import kit_task
-from deploy.deployer import holder
+from deploy.lock import holder
 from deploy.errors import KitError
 from deploy.fleet import each, remotes_with_settings
-from deploy.host import Remote
+from deploy.runner import Remote
 from deploy import report
 
 MASK = "********"
@@ -40,7 +40,7 @@ def read_value(name: str) -> str:
     if value == "":
         raise KitError(f"no value given for {name}",
                        f"type it at the prompt or pipe it in; for an empty value: fab env.set {name}=")
-    return appenv.check_value(name, value)
+    return envfile.check_value(name, value)
 
 
 def _report(remote: Remote, out) -> bool:
@@ -57,7 +57,7 @@ def _report(remote: Remote, out) -> bool:
 
 def apply(remote: Remote, s, payload: str, what: str) -> bool:
     """Send the changes (on stdin) and apply them; True when the env file changed."""
-    out = remote.run(appenv.change_script(s, holder()), stdin=payload)
+    out = remote.run(envfile.change_script(s, holder()), stdin=payload)
     changed = _report(remote, out)
     if not out.ok:
         raise remote.failure(out, what)
@@ -66,7 +66,7 @@ def apply(remote: Remote, s, payload: str, what: str) -> bool:
 
 def sync_settings(remote: Remote, s) -> None:
     """Write the `env:` setting into the env file's fabric.yaml block (restart if it changed)."""
-    changed = apply(remote, s, appenv.payload(s, block=s.env), "writing env: from fabric.yaml")
+    changed = apply(remote, s, envfile.payload(s, block=s.env), "writing env: from fabric.yaml")
     report.host_say(remote.label, report.step_line(
         "app-env", changed, f"env: from fabric.yaml ({len(s.env)} variables) into shared/env"))
 
@@ -75,7 +75,7 @@ def sync_settings(remote: Remote, s) -> None:
                                           "(hidden prompt, or stdin when piped)"})
 def set_(c, assignment):
     """Set one variable in the app's environment on the server and restart it (zero-drop)."""
-    name, value = appenv.parse_argument(assignment)
+    name, value = envfile.parse_argument(assignment)
     remotes, settings_for = remotes_with_settings(c, f"env.set {name}")
     if not remotes:
         return
@@ -84,17 +84,17 @@ def set_(c, assignment):
             raise KitError(f"{name} is set in env: in fabric.yaml", "change it there and run "
                            "fab setup, or remove it there to keep it on the server only")
     value = read_value(name) if value is None else value
-    each(remotes, lambda r: apply(r, settings_for(r), appenv.payload(settings_for(r), sets={name: value}),
+    each(remotes, lambda r: apply(r, settings_for(r), envfile.payload(settings_for(r), sets={name: value}),
                                   f"setting {name}"))
 
 
 @kit_task(name="unset", help={"name": "the variable to remove"})
 def unset(c, name):
     """Remove one variable from the app's environment on the server and restart it."""
-    appenv.check_name(name)
+    envfile.check_name(name)
     remotes, settings_for = remotes_with_settings(c, f"env.unset {name}")
     if remotes:
-        each(remotes, lambda r: apply(r, settings_for(r), appenv.payload(settings_for(r), unsets=[name]),
+        each(remotes, lambda r: apply(r, settings_for(r), envfile.payload(settings_for(r), unsets=[name]),
                                       f"removing {name}"))
 
 
@@ -103,7 +103,7 @@ def list_(c):
     """The variables in the app's environment on the server: names and sources, values masked."""
     remotes, settings_for = remotes_with_settings(c, "env.list")
     for r in remotes or []:
-        out = r.must(appenv.list_script(settings_for(r)), "reading the env file")
+        out = r.must(envfile.list_script(settings_for(r)), "reading the env file")
         if "::missing" in out.lines:
             report.host_say(r.label, "  no env file yet (fab env.set NAME creates it)")
         for line in out.lines:

@@ -9,9 +9,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from deploy import deployer
+from deploy.tasks import deploy as deployer
 from deploy.errors import KitError
-from deploy.host import Outcome, Remote, parse_output, root_command
+from deploy.runner import Outcome, Remote, parse_output, root_command
 from deploy.shell import q
 
 
