@@ -195,6 +195,8 @@ def guard(conn, label: str | None = None, setting: str | None = None) -> HostVie
     keys = conn.client.get_host_keys()
     paramiko_name = lookup_name(conn.host, conn.port)
     for e in reversed(known_for(entries, view.name)):  # first file wins, as in OpenSSH
+        if is_revoked(entries, e.blob):  # so paramiko asks the policy, which refuses it
+            continue
         try:
             keys.add(paramiko_name, e.keytype, paramiko.PKey.from_type_string(e.keytype, e.blob))
         except Exception:  # a key type paramiko cannot read cannot match either
@@ -208,7 +210,10 @@ def guard(conn, label: str | None = None, setting: str | None = None) -> HostVie
 
 def bad_key_error(view: HostView, e: paramiko.BadHostKeyException) -> KitError:
     """paramiko's 'changed key' exception → the kit's one-line error."""
-    known = known_for(view.entries(), view.name)
+    entries = view.entries()
+    if is_revoked(entries, e.key.asbytes()):
+        return revoked_error(view.label, view.name, e.key.get_name(), fingerprint(e.key.asbytes()))
+    known = known_for(entries, view.name)
     want = e.expected_key.asbytes()
     old = next((k for k in known if k.blob == want), None) or (known[0] if known else Entry(
         (view.name,), e.expected_key.get_name(), e.expected_key.get_base64(), "", "known_hosts"))

@@ -182,3 +182,31 @@ def test_stale_notes_offer_the_fix(tmp_path):
     assert len(notes) == 1 and f"fab -H 10.231.1.2 trust --fingerprint {fp}" in notes[0]
     kh.write_text(line("10.231.1.2", new))
     assert trust.stale_notes("10.231.1.2", "fs1", pub, [str(kh)]) == []
+
+
+# -- real handshakes over a socketpair (tests/unit/sshpair.py) --------------------------------
+
+def connect(host_keys, kh_user, kh_global=None, **extra):
+    """Remote.connect() against a server offering host_keys; the error message it ends with."""
+    from deploy.runner import Remote
+    from tests.unit import sshpair
+
+    cfg = {"userknownhostsfile": str(kh_user),
+           "globalknownhostsfile": str(kh_global) if kh_global else "none", **extra}
+    with pytest.raises(KitError) as e:
+        Remote(sshpair.connection(host_keys, cfg), "web1").connect()
+    return str(e.value)
+
+
+def test_revoked_key_is_refused_even_when_also_known(tmp_path):
+    key = make_key()
+    user, glob = tmp_path / "known_hosts", tmp_path / "ssh_known_hosts"
+    user.write_text(line("web1", key))
+    assert "SSH refused the key for user deploy" in connect([key], user)  # control: known → login
+    glob.write_text("@revoked * " + line("", key).strip() + "\n")
+    assert "@revoked" in connect([key], user, glob)
+    user.write_text(line("web1", key) + "@revoked * " + line("", key).lstrip())
+    assert "@revoked" in connect([key], user)
+    other = make_key()  # a second, good key of the same type known too: still revoked, not "changed"
+    user.write_text(line("web1", other) + line("web1", key) + "@revoked * " + line("", key).lstrip())
+    assert "@revoked" in connect([key], user)

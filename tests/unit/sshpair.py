@@ -1,0 +1,49 @@
+"""A real SSH handshake without a network: a paramiko server on one end of a socketpair
+offers the given host keys and refuses every login, so a client that gets as far as
+authentication has accepted the host key."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import paramiko
+from fabric import Connection
+
+
+class _RefuseAll(paramiko.ServerInterface):
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_auth_publickey(self, username, key):
+        return paramiko.AUTH_FAILED
+
+
+def serve(host_keys: list[paramiko.PKey]) -> socket.socket:
+    """Start a server thread on one end of a socketpair; return the client's end."""
+    client_end, server_end = socket.socketpair()
+
+    def run():
+        t = paramiko.Transport(server_end)
+        for k in host_keys:
+            t.add_server_key(k)
+        try:
+            t.start_server(server=_RefuseAll())
+            t.accept(5)
+        except Exception:
+            pass
+        finally:
+            t.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    return client_end
+
+
+def connection(host_keys: list[paramiko.PKey], ssh_config: dict, host: str = "web1",
+               user: str = "deploy") -> Connection:
+    """A Fabric Connection whose socket leads to `serve(host_keys)`; `ssh_config` replaces
+    what Fabric parsed (known_hosts files, StrictHostKeyChecking, …)."""
+    conn = Connection(host, user=user, connect_timeout=5, connect_kwargs={
+        "sock": serve(host_keys), "pkey": paramiko.ECDSAKey.generate(),
+        "look_for_keys": False, "allow_agent": False})
+    conn.ssh_config = dict(ssh_config)
+    return conn
