@@ -209,7 +209,8 @@ def files_from_config(ssh_config: dict, host: str = "") -> tuple[list[str], list
         names = shlex.split(raw) if raw else list(default)
         if [n.lower() for n in names] == ["none"]:
             return []
-        return [expand_path(n, user, host) for n in names]
+        paths = [expand_path(n, user, host) for n in names]
+        return [p for p in paths if p != os.devnull]  # /dev/null: "no known hosts", not a file
 
     return files("userknownhostsfile", DEFAULT_USER_FILES), \
         files("globalknownhostsfile", DEFAULT_GLOBAL_FILES)

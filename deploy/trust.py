@@ -22,9 +22,12 @@ one-line errors here are pure too; the thin parts at the end touch files and soc
 from __future__ import annotations
 
 import base64
+import fcntl
 import os
 import socket
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import paramiko
@@ -107,8 +110,9 @@ class HostView:
     @property
     def write_file(self) -> str:
         if not self.user_files:
-            raise KitError(f"{self.label}: UserKnownHostsFile is none in the ssh config",
-                           "name a known_hosts file there to record host keys in")
+            raise KitError(f"{self.label}: UserKnownHostsFile is none or /dev/null in the ssh "
+                           "config, so there is no known_hosts file to record the host key in",
+                           "name a real known_hosts file there (e.g. ~/.ssh/known_hosts)")
         return self.user_files[0]
 
     def entries(self) -> list[Entry]:
@@ -136,24 +140,47 @@ def view_for(conn, label: str | None = None, setting: str = "strict") -> HostVie
 
 
 def record(view: HostView, keytype: str, key_b64: str) -> str:
-    """Write the key for the view's host into its first user file (replacing older ones)."""
-    path = view.write_file
+    """Write the key for the view's host into its first user file (replacing older ones).
+
+    Only ever into a regular file (a symlink is followed to one): a device such as /dev/null
+    is never replaced. Read-modify-write happens under an flock on the file's directory with
+    a temp name of its own, so hosts recorded at once (threads, parallel fab runs) all stay.
+    """
+    path = os.path.realpath(view.write_file)
+    folder = os.path.dirname(path) or "."
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-        mode = os.stat(path).st_mode & 0o777
+        st = os.stat(path)
     except FileNotFoundError:
-        text, mode = "", 0o644
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-    text, _ = without_name(text, view.name)
-    if text and not text.endswith("\n"):
-        text += "\n"
-    text += entry_line(view.name, keytype, key_b64, view.hashed)
-    tmp = f"{path}.kit-new{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise KitError(f"{view.label}: cannot record the host key in {view.write_file}: not a "
+                       "regular file", "set UserKnownHostsFile to a real known_hosts file "
+                       "(e.g. ~/.ssh/known_hosts) in the ssh config")
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    lock = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    tmp = None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+            mode = os.stat(path).st_mode & 0o777
+        except FileNotFoundError:
+            text, mode = "", 0o644
+        text, _ = without_name(text, view.name)
+        if text and not text.endswith("\n"):
+            text += "\n"
+        text += entry_line(view.name, keytype, key_b64, view.hashed)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.kit-")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if tmp:
+            os.unlink(tmp)
+        os.close(lock)  # releases the flock
     return path
 
 

@@ -1,5 +1,8 @@
 """Host keys: known_hosts parsing and matching, verdicts, recording, policies and the errors."""
+import os
+import stat
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import paramiko
@@ -210,3 +213,58 @@ def test_revoked_key_is_refused_even_when_also_known(tmp_path):
     other = make_key()  # a second, good key of the same type known too: still revoked, not "changed"
     user.write_text(line("web1", other) + line("web1", key) + "@revoked * " + line("", key).lstrip())
     assert "@revoked" in connect([key], user)
+
+
+def test_dev_null_means_no_known_hosts_and_is_never_written(tmp_path, monkeypatch):
+    real_replace = os.replace
+
+    def replace(src, dst):  # a regression must fail this test, not replace this machine's /dev/null
+        assert os.path.realpath(dst) != os.devnull, "tried to replace /dev/null"
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    user, _ = knownhosts.files_from_config({"userknownhostsfile": "/dev/null ~/kh"})
+    assert "/dev/null" not in user and len(user) == 1
+    user, _ = knownhosts.files_from_config({"userknownhostsfile": "/dev/null"})
+    assert user == []
+    # vagrant ssh-config: UserKnownHostsFile /dev/null + StrictHostKeyChecking no
+    msg = connect([make_key()], "/dev/null", stricthostkeychecking="no")
+    assert "/dev/null" in msg and "known_hosts" in msg
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root")
+def test_a_device_as_known_hosts_is_not_replaced(tmp_path):
+    node = tmp_path / "null"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a second /dev/null
+    msg = connect([make_key()], node, stricthostkeychecking="no")
+    assert "not a regular file" in msg
+    assert stat.S_ISCHR(os.stat(node).st_mode)
+
+
+def test_record_refuses_a_directory_and_follows_a_symlink(tmp_path):
+    key = make_key()
+    with pytest.raises(KitError, match="not a regular file"):
+        trust.record(view(tmp_path, user_files=[str(tmp_path)]), key.get_name(), key.get_base64())
+    real = tmp_path / "dotfiles" / "known_hosts"
+    real.parent.mkdir()
+    real.write_text(line("web2", make_key()))
+    (tmp_path / "link").symlink_to(real)
+    trust.record(view(tmp_path, user_files=[str(tmp_path / "link")]), key.get_name(), key.get_base64())
+    assert (tmp_path / "link").is_symlink() and len(real.read_text().splitlines()) == 2
+
+
+def test_concurrent_records_keep_every_entry(tmp_path):
+    kh = tmp_path / "known_hosts"
+    keep = make_key()
+    kh.write_text(line("old-host", keep))
+    keys = [make_key() for _ in range(8)]
+    for _ in range(5):
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda ik: trust.record(
+                view(tmp_path, name=f"h{ik[0]}", user_files=[str(kh)]), ik[1].get_name(),
+                ik[1].get_base64()), enumerate(keys)))
+        entries = knownhosts.parse_known_hosts(kh.read_text())
+        assert knownhosts.verdict(entries, "old-host", keep.asbytes()) == "known"
+        assert all(knownhosts.verdict(entries, f"h{i}", k.asbytes()) == "known"
+                   for i, k in enumerate(keys))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["known_hosts"]  # no temp files left
