@@ -217,13 +217,13 @@ def files_from_config(ssh_config: dict, host: str = "") -> tuple[list[str], list
 
 
 def policy_for(ssh_config: dict, setting: str) -> str:
-    """The policy for a host: StrictHostKeyChecking where set, else the kit's setting."""
+    """The policy for a host: the stricter of StrictHostKeyChecking (where set) and the kit's
+    setting, so a global `StrictHostKeyChecking no` cannot weaken `host_key_policy: strict`."""
     value = str(ssh_config.get("stricthostkeychecking", "")).strip().lower()
+    setting = setting if setting in POLICIES else "strict"
     if value in ("yes", "ask", "true"):
         return "strict"
-    if value in ("accept-new", "no", "off", "false"):
-        return "accept-new"
-    return setting if setting in POLICIES else "strict"
+    return setting
 
 
 def hashed_config(ssh_config: dict) -> bool:

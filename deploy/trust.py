@@ -10,10 +10,11 @@ before `conn.open()`, with OpenSSH's rules as far as the kit needs them:
 - the host is looked up by HostKeyAlias, else HostName (`[host]:port` off port 22), plain,
   hashed (`|1|…`) and `*`/`?`/`!` pattern entries alike; `@revoked` keys are refused;
 - a known key connects; a changed key is always refused; an unknown key is refused under
-  'strict' and recorded under 'accept-new'. StrictHostKeyChecking for the host decides where
-  set (yes/ask: strict, accept-new: accept-new, no/off: accept-new — never a changed key),
-  else the kit's `host_key_policy` setting;
-- keys are recorded in the first user file, hashed when HashKnownHosts is yes.
+  'strict' and recorded under 'accept-new'. The stricter of StrictHostKeyChecking for the
+  host (yes/ask: strict; accept-new/no/off: accept-new — never a changed key) and the kit's
+  `host_key_policy` setting decides;
+- keys are recorded in the first user file (a regular file; /dev/null counts as none),
+  hashed when HashKnownHosts is yes.
 
 The check happens after the key exchange and before authentication: a refused host never
 sees a login, so nothing runs there. Parsing and matching are `deploy.knownhosts`; the

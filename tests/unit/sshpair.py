@@ -7,7 +7,7 @@ import socket
 import threading
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 
 
 class _RefuseAll(paramiko.ServerInterface):
@@ -39,10 +39,12 @@ def serve(host_keys: list[paramiko.PKey]) -> socket.socket:
 
 
 def connection(host_keys: list[paramiko.PKey], ssh_config: dict, host: str = "web1",
-               user: str = "deploy") -> Connection:
+               user: str = "deploy", settings: dict | None = None) -> Connection:
     """A Fabric Connection whose socket leads to `serve(host_keys)`; `ssh_config` replaces
-    what Fabric parsed (known_hosts files, StrictHostKeyChecking, …)."""
-    conn = Connection(host, user=user, connect_timeout=5, connect_kwargs={
+    what Fabric parsed (known_hosts files, StrictHostKeyChecking, …), `settings` are the
+    kit's (`flasksample:`)."""
+    config = Config(overrides={"flasksample": dict(settings or {})})
+    conn = Connection(host, user=user, config=config, connect_timeout=5, connect_kwargs={
         "sock": serve(host_keys), "pkey": paramiko.ECDSAKey.generate(),
         "look_for_keys": False, "allow_agent": False})
     conn.ssh_config = dict(ssh_config)

@@ -107,8 +107,10 @@ def test_files_and_policy_from_ssh_config(monkeypatch, tmp_path):
     assert knownhosts.policy_for({}, "accept-new") == "accept-new"
     assert knownhosts.policy_for({"stricthostkeychecking": "yes"}, "accept-new") == "strict"
     assert knownhosts.policy_for({"stricthostkeychecking": "ask"}, "accept-new") == "strict"
-    assert knownhosts.policy_for({"stricthostkeychecking": "accept-new"}, "strict") == "accept-new"
-    assert knownhosts.policy_for({"stricthostkeychecking": "no"}, "strict") == "accept-new"
+    # the stricter of the two wins (T7): a global `StrictHostKeyChecking no` cannot weaken strict
+    assert knownhosts.policy_for({"stricthostkeychecking": "accept-new"}, "strict") == "strict"
+    assert knownhosts.policy_for({"stricthostkeychecking": "no"}, "strict") == "strict"
+    assert knownhosts.policy_for({"stricthostkeychecking": "no"}, "accept-new") == "accept-new"
     assert knownhosts.hashed_config({"hashknownhosts": "yes"}) and not knownhosts.hashed_config({})
 
 
@@ -189,15 +191,16 @@ def test_stale_notes_offer_the_fix(tmp_path):
 
 # -- real handshakes over a socketpair (tests/unit/sshpair.py) --------------------------------
 
-def connect(host_keys, kh_user, kh_global=None, **extra):
+def connect(host_keys, kh_user, kh_global=None, policy="strict", **extra):
     """Remote.connect() against a server offering host_keys; the error message it ends with."""
     from deploy.runner import Remote
     from tests.unit import sshpair
 
     cfg = {"userknownhostsfile": str(kh_user),
            "globalknownhostsfile": str(kh_global) if kh_global else "none", **extra}
+    conn = sshpair.connection(host_keys, cfg, settings={"host_key_policy": policy})
     with pytest.raises(KitError) as e:
-        Remote(sshpair.connection(host_keys, cfg), "web1").connect()
+        Remote(conn, "web1").connect()
     return str(e.value)
 
 
@@ -228,7 +231,7 @@ def test_dev_null_means_no_known_hosts_and_is_never_written(tmp_path, monkeypatc
     user, _ = knownhosts.files_from_config({"userknownhostsfile": "/dev/null"})
     assert user == []
     # vagrant ssh-config: UserKnownHostsFile /dev/null + StrictHostKeyChecking no
-    msg = connect([make_key()], "/dev/null", stricthostkeychecking="no")
+    msg = connect([make_key()], "/dev/null", policy="accept-new", stricthostkeychecking="no")
     assert "/dev/null" in msg and "known_hosts" in msg
 
 
@@ -236,7 +239,7 @@ def test_dev_null_means_no_known_hosts_and_is_never_written(tmp_path, monkeypatc
 def test_a_device_as_known_hosts_is_not_replaced(tmp_path):
     node = tmp_path / "null"
     os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))  # a second /dev/null
-    msg = connect([make_key()], node, stricthostkeychecking="no")
+    msg = connect([make_key()], node, policy="accept-new", stricthostkeychecking="no")
     assert "not a regular file" in msg
     assert stat.S_ISCHR(os.stat(node).st_mode)
 
@@ -268,3 +271,11 @@ def test_concurrent_records_keep_every_entry(tmp_path):
         assert all(knownhosts.verdict(entries, f"h{i}", k.asbytes()) == "known"
                    for i, k in enumerate(keys))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["known_hosts"]  # no temp files left
+
+
+def test_ssh_config_cannot_weaken_a_strict_setting(tmp_path):
+    kh = tmp_path / "known_hosts"
+    assert "unknown host key" in connect([make_key()], kh, stricthostkeychecking="no")
+    assert not kh.exists()
+    connect([make_key()], kh, policy="accept-new", stricthostkeychecking="no")
+    assert kh.exists()  # accept-new from both: recorded (then the login is refused)
