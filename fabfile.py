@@ -81,7 +81,7 @@ def logs(c, follow=False, number=50, since=None, web=False):
 
 
 @kit_task(help={"fingerprint": "expected SHA256:… of the host key: check it, no prompt (CI)",
-                "yes": "record the key without asking"})
+                "yes": "record an unknown key without asking (a changed key needs --fingerprint)"})
 def trust(c, fingerprint=None, yes=False):
     """Fetch each host's SSH key, show its SHA256 fingerprint, record it in known_hosts once confirmed."""
     for r in remotes_for_run(c, "trust") or []:

@@ -249,11 +249,42 @@ def bad_key_error(view: HostView, e: paramiko.BadHostKeyException) -> KitError:
                          fingerprint(e.key.asbytes()), view.ssh_config_path)
 
 
-def fetch_key(conn, view: HostView, timeout: float = 10.0) -> paramiko.PKey:
+# paramiko negotiates RSA host keys by signature algorithm; known_hosts says ssh-rsa.
+KEY_TYPE_ALGORITHMS = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa")}
+
+
+def preferred_key_types(known_types: list[str], offered: list[str]) -> list[str]:
+    """paramiko's host key algorithms, the first known type (RSA mapped) moved to the front."""
+    first = [a for a in KEY_TYPE_ALGORITHMS.get(known_types[0], (known_types[0],))
+             if a in offered] if known_types else []
+    return first + [t for t in offered if t not in first]
+
+
+def open_gateway(conn, view: HostView, setting: str):
+    """The socket to the target through conn's ProxyJump gateway, whose host key is checked
+    like any host's first (Fabric's default would accept any bastion key)."""
+    gateway = conn.gateway
+    if hasattr(gateway, "client"):
+        gview = guard(gateway, f"{view.label} (via {gateway.original_host})", setting)
+        try:
+            return conn.open_gateway()
+        except paramiko.BadHostKeyException as e:
+            gateway.client.close()
+            raise bad_key_error(gview, e) from None
+        except KitError:
+            gateway.client.close()
+            raise
+        except paramiko.SSHException as e:
+            raise KitError(f"{view.label}: cannot connect through {gateway.original_host} ({e})",
+                           "check the ProxyJump host and your login there") from None
+    return conn.open_gateway()
+
+
+def fetch_key(conn, view: HostView, timeout: float = 10.0, setting: str = "strict") -> paramiko.PKey:
     """The host key the server offers (key exchange only: no login, nothing runs there)."""
     known_types = [e.keytype for e in known_for(view.entries(), view.name)]
     try:
-        sock = conn.open_gateway() if conn.gateway else socket.create_connection(
+        sock = open_gateway(conn, view, setting) if conn.gateway else socket.create_connection(
             (conn.host, conn.port), timeout=conn.connect_timeout or timeout)
     except socket.gaierror:
         raise KitError(f"{view.label}: cannot resolve host name {conn.host}",
@@ -265,8 +296,7 @@ def fetch_key(conn, view: HostView, timeout: float = 10.0) -> paramiko.PKey:
     try:
         if known_types:  # ask for the type we know, so a changed key is compared like for like
             opts = transport.get_security_options()
-            first = [t for t in known_types if t in opts.key_types][:1]
-            opts.key_types = first + [t for t in opts.key_types if t not in first]
+            opts.key_types = preferred_key_types(known_types, list(opts.key_types))
         transport.start_client(timeout=conn.connect_timeout or timeout)
         return transport.get_remote_server_key()
     except (paramiko.SSHException, EOFError, OSError) as e:
@@ -278,8 +308,9 @@ def fetch_key(conn, view: HostView, timeout: float = 10.0) -> paramiko.PKey:
 
 def trust_host(conn, label: str, expected: str | None, yes: bool, say, confirm) -> str:
     """`fab trust` for one host: show the key, check/confirm it, record it. Returns the verdict."""
-    view = view_for(conn, label)
-    key = fetch_key(conn, view)
+    setting = setting_policy(conn, label)
+    view = view_for(conn, label, setting)
+    key = fetch_key(conn, view, setting=setting)
     blob, fp = key.asbytes(), fingerprint(key.asbytes())
     entries = view.entries()
     state = verdict(entries, view.name, blob)
@@ -297,6 +328,10 @@ def trust_host(conn, label: str, expected: str | None, yes: bool, say, confirm) 
         for old in known_for(entries, view.name):
             say(f"[{label}] WARNING: {old.file}:{old.lineno} has a different key for it: "
                 f"{key_label(old.keytype)} {old.fingerprint}")
+        if expected is None:  # --yes (or a y) is for new hosts; a changed key is checked
+            raise KitError(f"{label}: the host key of {view.name} CHANGED; nothing was recorded",
+                           f"compare {fp} with the server's ({SERVER_KEY_HINT}), then run "
+                           f"`{trust_command(label, view.ssh_config_path, fp)}`")
     if expected is None and not yes:
         if not confirm(f"[{label}] record this key as {view.name}'s in {view.write_file}? [y/N] "):
             raise KitError(f"{label}: key not trusted; nothing was recorded",

@@ -279,3 +279,57 @@ def test_ssh_config_cannot_weaken_a_strict_setting(tmp_path):
     assert not kh.exists()
     connect([make_key()], kh, policy="accept-new", stricthostkeychecking="no")
     assert kh.exists()  # accept-new from both: recorded (then the login is refused)
+
+
+def trust_run(monkeypatch, host_keys, kh, expected=None, yes=False, gateway=None, answer=True):
+    """`fab trust` (trust_host) against a socketpair server offering host_keys."""
+    from fabric import Connection
+
+    from tests.unit import sshpair
+
+    monkeypatch.setattr(trust.socket, "create_connection", lambda *a, **k: sshpair.serve(host_keys))
+    conn = Connection("web1", gateway=gateway)
+    conn.ssh_config = {"userknownhostsfile": str(kh), "globalknownhostsfile": "none"}
+    said = []
+    state = trust.trust_host(conn, "web1", expected, yes, said.append, lambda prompt: answer)
+    return state, said
+
+
+def test_trust_yes_records_an_unknown_key_but_never_a_changed_one(tmp_path, monkeypatch):
+    kh, old, new = tmp_path / "known_hosts", make_key(), make_key()
+    assert trust_run(monkeypatch, [old], kh, yes=True)[0] == "unknown"
+    assert knownhosts.verdict(knownhosts.parse_known_hosts(kh.read_text()), "web1", old.asbytes()) == "known"
+    for yes, answer in ((True, True), (False, True)):
+        with pytest.raises(KitError, match="CHANGED.*--fingerprint SHA256:") as e:
+            trust_run(monkeypatch, [new], kh, yes=yes, answer=answer)
+        assert "\n" not in str(e.value)
+    assert knownhosts.verdict(knownhosts.parse_known_hosts(kh.read_text()), "web1", old.asbytes()) == "known"
+    state, _ = trust_run(monkeypatch, [new], kh, expected=knownhosts.fingerprint(new.asbytes()))
+    assert state == "changed"
+    assert knownhosts.verdict(knownhosts.parse_known_hosts(kh.read_text()), "web1", new.asbytes()) == "known"
+
+
+def test_trust_compares_a_known_rsa_key_like_for_like(tmp_path, monkeypatch):
+    rsa, ecdsa = paramiko.RSAKey.generate(2048), make_key()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(line("web1", rsa))
+    state, said = trust_run(monkeypatch, [ecdsa, rsa], kh)
+    assert state == "known" and "RSA" in said[0]
+    state, _ = trust_run(monkeypatch, [ecdsa, rsa], kh, expected=knownhosts.fingerprint(rsa.asbytes()))
+    assert state == "known"
+
+
+def test_trust_checks_the_proxyjump_gateways_key(tmp_path, monkeypatch):
+    from tests.unit import sshpair
+
+    kh = tmp_path / "known_hosts"
+    gw_key = make_key()
+    cfg = {"userknownhostsfile": str(kh), "globalknownhostsfile": "none"}
+    with pytest.raises(KitError, match=r"web1 \(via bastion\): unknown host key") as e:
+        trust_run(monkeypatch, [make_key()], kh, yes=True,
+                  gateway=sshpair.connection([gw_key], cfg, host="bastion"))
+    assert not kh.exists()  # nothing recorded for the target (nor the bastion)
+    kh.write_text(line("bastion", gw_key))
+    with pytest.raises(KitError, match="cannot connect through bastion"):  # key ok, login refused
+        trust_run(monkeypatch, [make_key()], kh, yes=True,
+                  gateway=sshpair.connection([gw_key], cfg, host="bastion"))
