@@ -1,22 +1,96 @@
-"""Runs a task once for all hosts of a `fab -H a,b,c` call, in parallel where it helps.
+"""The hosts of a run: who they are (`-H` or `servers:`), their roles, and running a task
+once for all of them, in parallel with a bound.
 
-Fabric calls a task once per host, one after another. A rolling, health-gated deploy needs
-the whole group at once (prepare everywhere in parallel, then switch in batches, and roll
-every host back if one fails), so the first call takes the full `-H` list from Fabric's
-parser and handles every host; the calls for the other hosts then return at once.
+Fabric calls a task once per `-H` host, one after another, each with a Connection built from
+that entry. A health-gated deploy needs the whole group at once (one release id, prepare
+everywhere in parallel, switch in batches, all or nothing), so `@on_hosts` runs the task body
+the first time with every host of the run and makes Fabric's further calls for the same
+task return at once. Hosts are never matched by name against Fabric's Connection (whose
+`original_host` drops `user@` and `:port`): `-H deploy@a,deploy@b`, `-H a,b` with `user:`
+in the config, ssh_config aliases and `servers:` entries all give one group.
+
+Without `-H`, the hosts come from `servers: {web: [...], lb: [...]}`; with `-H`, the hosts
+given there (a name listed under `servers.lb` is a load balancer, every other one a web host).
 """
 from __future__ import annotations
 
+import functools
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
 
 from fabric import Connection
 
+from deploy import settings as settings_mod
+from deploy.cli import kit_task
 from deploy.errors import KitError
 from deploy.runner import Remote
 
-_handled: set[tuple[str, str]] = set()
+# Hosts worked on at once; the `parallel` setting of the run sets it (see `resolve`).
+_limit = 10
+_skips: dict[str, int] = {}
 _lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class HostRef:
+    """One host as written: `[user@]name[:port]`; `name` is the label (settings, output)."""
+
+    text: str
+    name: str
+    user: str | None = None
+    port: int | None = None
+
+
+def parse_host(text: str, where: str = "-H") -> HostRef:
+    m = settings_mod.HOST_RE.fullmatch(text.strip())
+    if not m:
+        raise KitError(f"{text!r} in {where} is not a host",
+                       "write [user@]host[:port], e.g. deploy@web1.example.org")
+    port = int(m["port"]) if m["port"] else None
+    if port is not None and not 1 <= port <= 65535:
+        raise KitError(f"{text!r} in {where} has port {port}", "use a port from 1 to 65535")
+    return HostRef(text.strip(), m["name"], m["user"], port)
+
+
+def unique(refs: list[HostRef], where: str) -> list[HostRef]:
+    """Each host once (first spelling wins); one host named with two users is an error."""
+    seen: dict[str, HostRef] = {}
+    for ref in refs:
+        first = seen.setdefault(ref.name, ref)
+        if (first.user, first.port) != (ref.user, ref.port) and ref.user and first.user:
+            raise KitError(f"{ref.name} is named twice in {where} ({first.text}, {ref.text})",
+                           "name each host once")
+    return list(seen.values())
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Who a run works on: web hosts, load balancers, and every web host of `servers:` (the
+    load balancer's upstream, which may be more than the run's web hosts when -H picks some)."""
+
+    web: list[HostRef]
+    lb: list[HostRef]
+    members: list[HostRef]
+
+
+def targets(servers: dict, cli: list[str]) -> Targets:
+    """The run's hosts from `-H` entries (`cli`) or, without them, from `servers:`."""
+    web_cfg = unique([parse_host(h, "servers.web") for h in servers.get("web", [])], "servers.web")
+    lb_cfg = unique([parse_host(h, "servers.lb") for h in servers.get("lb", [])], "servers.lb")
+    if cli:
+        refs = unique([parse_host(h) for h in cli], "-H")
+        lb_names = {r.name for r in lb_cfg}
+        web = [r for r in refs if r.name not in lb_names]
+        lb = [r for r in refs if r.name in lb_names]
+    else:
+        web, lb = web_cfg, lb_cfg
+    if not web and not lb:
+        raise KitError("no hosts to work on",
+                       "name them with fab -H HOST (or -H h1,h2), or list them in fabric.yaml "
+                       "as servers: {web: [web1, web2], lb: [lb1]}")
+    return Targets(web, lb, web_cfg or web)
 
 
 def cli_hosts() -> list[str]:
@@ -27,29 +101,109 @@ def cli_hosts() -> list[str]:
         value = program.core[0].args.hosts.value
     except Exception:
         return []
-    return [h for h in (value or "").split(",") if h]
+    return [h for h in (value or "").split(",") if h.strip()]
 
 
-def remotes_for_run(c, task: str) -> list[Remote] | None:
-    """Remotes for every host of this run, or None when an earlier call already did them."""
-    if not isinstance(c, Connection):
-        raise KitError(f"`fab {task}` needs a host", f"run `fab -H HOST {task}` (or -H h1,h2)")
-    hosts = cli_hosts()
-    if c.original_host not in hosts:
-        hosts = [c.original_host]
+def first_call(task: str, calls: int) -> bool:
+    """True for the first of the `calls` calls Fabric makes of `task` in this run."""
     with _lock:
-        if (task, c.original_host) in _handled:
-            return None
-        _handled.update((task, h) for h in hosts)
-    return [Remote(c) if h == c.original_host else Remote(Connection(h, config=c.config))
-            for h in hosts]
+        if _skips.get(task, 0) > 0:
+            _skips[task] -= 1
+            return False
+        _skips[task] = calls - 1
+        return True
 
 
-def each(remotes: list[Remote], fn, parallel: bool = True) -> list:
-    """Call fn(remote) for every host (in threads), re-raising the first error after all end."""
+def connection(c, ref: HostRef) -> Connection:
+    """A Connection for `ref` with the run's config (ssh_config, -i, user:, timeouts)."""
+    return Connection(ref.text, config=c.config)
+
+
+@dataclass
+class Fleet:
+    """The hosts of one run, connected, with their validated settings."""
+
+    web: list[Remote]
+    lb: list[Remote]
+    settings_for: Callable[[Remote], "settings_mod.Settings"]
+    members: list["Member"] = field(default_factory=list)
+
+    @property
+    def hosts(self) -> list[Remote]:
+        return self.web + self.lb
+
+    @property
+    def first(self):
+        """Settings of the first host: for run-wide values (switch_batch, the app)."""
+        return self.settings_for(self.hosts[0])
+
+
+@dataclass(frozen=True)
+class Member:
+    """A web host as the load balancer sees it: its label and the address it is reached at."""
+
+    name: str
+    address: str
+
+
+def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None = None,
+            connect: bool = True) -> Fleet | None:
+    """The run's hosts for `task` (those of `roles`), settings validated for every host
+    before any connection, then every host connected (its key checked) before any is
+    touched. None when an earlier call of the same task already did the work."""
+    cli = cli_hosts()
+    if not first_call(key or task, max(1, len(cli))):
+        return None
+    base = settings_mod.load(c.config)
+    t = targets(base.servers, cli)
+    web = [r for r in t.web if "web" in roles]
+    lb = [r for r in t.lb if "lb" in roles]
+    if not web and not lb:
+        wanted = " or ".join(roles)
+        raise KitError(f"`fab {task}` works on {wanted} hosts and this run has none",
+                       f"name them with -H or list them under servers: {roles[0]}: [...]")
+    by_name = {r.name: settings_mod.load(c.config, host=r.name) for r in t.members + web + lb}
+    global _limit
+    _limit = base.parallel
+    conns = {r.name: connection(c, r) for r in t.members + web + lb}
+    members = [Member(r.name, by_name[r.name].upstream_address or conns[r.name].host)
+               for r in t.members]
+    fleet = Fleet([Remote(conns[r.name]) for r in web], [Remote(conns[r.name]) for r in lb],
+                  lambda remote: by_name[remote.label], members)
+    if connect:
+        each(fleet.hosts, lambda r: r.connect())
+    return fleet
+
+
+def on_hosts(roles: tuple[str, ...] = ("web",), **task_kwargs):
+    """Declare a fab task whose body runs once with the run's `Fleet` instead of once per host:
+
+        @on_hosts(help={...})
+        def restart(fleet): ...
+    """
+
+    def decorate(fn):
+        key = f"{fn.__module__}.{fn.__qualname__}"
+        label = task_kwargs.get("name") or fn.__name__
+
+        @functools.wraps(fn)
+        def body(c, *args, **kwargs):
+            fleet = resolve(c, label, roles, key=key)
+            if fleet is None:
+                return None
+            return fn(fleet, *args, **kwargs)
+
+        return kit_task(**task_kwargs)(body)
+
+    return decorate
+
+
+def each(remotes: list, fn, parallel: bool = True) -> list:
+    """Call fn(remote) for every host (at most `parallel` at once), re-raising the first error
+    after all end (several errors: one line naming each)."""
     if len(remotes) <= 1 or not parallel:
         return [fn(r) for r in remotes]
-    with ThreadPoolExecutor(max_workers=min(16, len(remotes))) as pool:
+    with ThreadPoolExecutor(max_workers=min(_limit, len(remotes))) as pool:
         futures = [pool.submit(fn, r) for r in remotes]
         results, errors = [], []
         for fut in futures:
@@ -65,16 +219,15 @@ def each(remotes: list[Remote], fn, parallel: bool = True) -> list:
 
 
 def remotes_with_settings(c, task: str):
-    """(remotes, settings_for) for this run, or (None, None) when an earlier call did it.
-
-    Settings are validated for every host before any connection; then every host is
-    connected (its host key checked) before any host is touched.
-    """
-    from deploy import settings
-
-    remotes = remotes_for_run(c, task)
-    if remotes is None:
+    """(remotes, settings_for) for the run's web hosts, or (None, None) when an earlier call
+    did it. For code not (yet) declared with @on_hosts."""
+    fleet = resolve(c, task)
+    if fleet is None:
         return None, None
-    by_host = {r.label: settings.load(c.config, host=r.label) for r in remotes}
-    each(remotes, lambda r: r.connect())
-    return remotes, lambda r: by_host[r.label]
+    return fleet.web, fleet.settings_for
+
+
+def remotes_for_run(c, task: str) -> list[Remote] | None:
+    """Every host of the run, whatever its role (`fab trust`)."""
+    fleet = resolve(c, task, roles=("web", "lb"), connect=False)
+    return None if fleet is None else fleet.hosts

@@ -28,6 +28,11 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DOMAIN_RE = re.compile(r"^(_|\*?[A-Za-z0-9.-]+)$")
 SIZE_RE = re.compile(r"^\d+[kKmMgG]?$")
 SHARED_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+# a host as written in -H or servers: `[user@]name[:port]` (name: DNS name, address or ssh alias)
+HOST_RE = re.compile(r"(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?"
+                     r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}))(?::(?P<port>[0-9]{1,5}))?")
+ADDRESS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]+\]")
+ROLES = ("web", "lb")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,8 +71,17 @@ class Settings:
     python: str = doc("interpreter used to create the venv on the server", "python3")
     host_key_policy: str = doc("'strict' (refuse unknown keys) or 'accept-new' (as OpenSSH)",
                                "strict")
-    switch_batch: int = doc("hosts switched at once in a multi-host deploy; 0 = all together",
-                            0)
+    switch_batch: int = doc("hosts switched at once in a multi-host deploy; 0 = all together "
+                            "(behind a load balancer each batch is taken out of it first)", 0)
+    servers: dict = doc("hosts by role, used when no -H is given: {web: [web1, deploy@web2], "
+                        "lb: [lb1]}", {})
+    parallel: int = doc("hosts worked on at once (connections, preparation, gates, logs)", 10)
+    upstream_address: str = doc("address the load balancer reaches this web host at; '' = "
+                                "its SSH host name (set it per host under hosts:)", "")
+    lb_max_fails: int = doc("load balancer: failed tries that take a web host out for "
+                            "lb_fail_timeout", 1)
+    lb_fail_timeout: int = doc("load balancer: seconds a failed web host stays out (passive "
+                               "health check)", 10)
 
     # -- derived values ---------------------------------------------------------------------
     @property
@@ -132,6 +146,8 @@ def _coerce(name: str, value, where: str):
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise bad
         return list(value)
+    if name == "servers":
+        return _servers(value, where)
     if expected is dict:
         if not isinstance(value, dict):
             raise bad
@@ -139,6 +155,29 @@ def _coerce(name: str, value, where: str):
     if not isinstance(value, str):
         raise bad
     return value
+
+
+def _servers(value, where: str) -> dict:
+    """servers: {role: [host, …]} with known roles and hosts written as [user@]name[:port]."""
+    if not isinstance(value, dict):
+        raise KitError(f"setting 'servers' in {where} must map roles to host lists, got {value!r}",
+                       "write servers: {web: [web1, web2], lb: [lb1]}")
+    out = {}
+    for role, hosts in value.items():
+        if role not in ROLES:
+            raise KitError(f"setting 'servers' in {where} has an unknown role {role!r}",
+                           "use web (app servers) and lb (load balancers)")
+        if isinstance(hosts, str):
+            hosts = [h for h in re.split(r"[,\s]+", hosts) if h]
+        if not isinstance(hosts, (list, tuple)) or not all(isinstance(h, str) for h in hosts):
+            raise KitError(f"setting 'servers.{role}' in {where} must be a list of hosts",
+                           f"write {role}: [host1, host2]")
+        for h in hosts:
+            if not HOST_RE.fullmatch(h):
+                raise KitError(f"setting 'servers.{role}' in {where} has {h!r}, not a host",
+                               "write [user@]host[:port], e.g. deploy@web1.example.org")
+        out[str(role)] = list(hosts)
+    return out
 
 
 def _check(s: Settings, where: str) -> None:
@@ -165,6 +204,12 @@ def _check(s: Settings, where: str) -> None:
         fail("health_timeout", "and proxy_timeout must be at least 1 second", "raise them")
     if s.switch_batch < 0:
         fail("switch_batch", f"is {s.switch_batch}", "use 0 (all at once) or a host count")
+    if not 1 <= s.parallel <= 256:
+        fail("parallel", f"is {s.parallel}", "use a host count from 1 to 256")
+    if s.lb_max_fails < 0 or s.lb_fail_timeout < 1:
+        fail("lb_max_fails", "must be 0 or more and lb_fail_timeout at least 1 second", "fix them")
+    if s.upstream_address and not ADDRESS_RE.fullmatch(s.upstream_address):
+        fail("upstream_address", f"is {s.upstream_address!r}", "write a host name or IP address")
     if not s.domains or not all(DOMAIN_RE.match(d) for d in s.domains):
         fail("domains", f"is {s.domains!r}", "list host names like [example.org] or ['_']")
     if not SIZE_RE.match(s.client_max_body_size):

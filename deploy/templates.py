@@ -38,6 +38,7 @@ def context(s: Settings) -> dict:
     }
 
 
-def render(template: str, s: Settings) -> str:
-    """Render one template (path relative to the project, e.g. 'nginx/site.conf.j2')."""
-    return _env.get_template(template).render(context(s))
+def render(template: str, s: Settings, **extra) -> str:
+    """Render one template (path relative to the project, e.g. 'nginx/site.conf.j2'), with
+    `extra` values for the templates that need more than the settings (the lb's hosts)."""
+    return _env.get_template(template).render({**context(s), **extra})

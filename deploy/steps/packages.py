@@ -25,11 +25,17 @@ def install_line(names: list[str]) -> str:
 class Packages:
     name = "packages"
 
+    def __init__(self, names: list[str] | None = None):
+        self.names = names  # None: an app host's packages (wanted(s))
+
+    def wanted(self, s) -> list[str]:
+        return wanted(s) if self.names is None else self.names
+
     def probes(self, s):
-        return [facts.pkg(p) for p in wanted(s)]
+        return [facts.pkg(p) for p in self.wanted(s)]
 
     def plan(self, s, f) -> Change:
-        missing = [p for p in wanted(s) if f.get(f"pkg:{p}") != "installed"]
+        missing = [p for p in self.wanted(s) if f.get(f"pkg:{p}") != "installed"]
         if not missing:
             return Change(self.name)
         return Change(self.name, "install " + " ".join(missing), [install_line(missing)])

@@ -41,13 +41,16 @@ def apply_lines(s, content: str) -> list[str]:
 class NginxSite:
     name = "nginx-site"
 
+    def content(self, s) -> str:
+        return site_content(s)
+
     def probes(self, s):
         return [facts.sha(layout.nginx_site(s)), facts.link(layout.nginx_enabled(s)),
                 facts.exists(layout.NGINX_DEFAULT_SITE), facts.enabled("nginx"),
                 facts.active("nginx")]
 
     def plan(self, s, f) -> Change:
-        content = site_content(s)
+        content = self.content(s)
         lines, what = [], []
         if (f.get(f"sha:{layout.nginx_site(s)}") != sha256(content)
                 or f.get(f"link:{layout.nginx_enabled(s)}") != layout.nginx_site(s)

@@ -13,8 +13,8 @@ from deploy.shell import script, step
 from deploy.steps import Change, ordered
 
 
-def plan(s: Settings, f: dict[str, str]) -> list[Change]:
-    return [st.plan(s, f) for st in ordered(s)]
+def plan(s: Settings, f: dict[str, str], steps=None) -> list[Change]:
+    return [st.plan(s, f) for st in steps or ordered(s)]
 
 
 def apply_script(changes: list[Change]) -> str:
@@ -27,15 +27,16 @@ def apply_script(changes: list[Change]) -> str:
     return script(parts)
 
 
-def read_facts(remote: Remote, s: Settings) -> dict[str, str]:
-    probes = [p for st in ordered(s) for p in st.probes(s)]
+def read_facts(remote: Remote, s: Settings, steps=None) -> dict[str, str]:
+    probes = [p for st in steps or ordered(s) for p in st.probes(s)]
     out = remote.must(script(facts.probe_script(probes)), "reading the host's state")
     return facts.parse("\n".join(out.lines))
 
 
-def setup(remote: Remote, s: Settings) -> list[Change]:
+def setup(remote: Remote, s: Settings, steps=None) -> list[Change]:
+    """`steps`: the steps to run (default: an app host's, `deploy.steps.ordered(s)`)."""
     started = time.time()
-    changes = plan(s, read_facts(remote, s))
+    changes = plan(s, read_facts(remote, s, steps), steps)
     timings: dict[str, float] = {}
     if any(ch.changed for ch in changes):
         out = remote.must(apply_script(changes), "setup")

@@ -1,0 +1,64 @@
+"""The load balancer's nginx config and the scripts that change it (pure: settings in, text out).
+
+The upstream lists every web host that serves the app; draining marks some `down` and
+reloads nginx, which is graceful: new workers stop sending those hosts requests, old workers
+finish the requests they have in flight and exit. `change_script` waits for exactly those
+old workers, so once it returns no request is in flight to a drained host.
+"""
+from __future__ import annotations
+
+import re
+
+from deploy import layout, templates
+from deploy.shell import q, script
+from deploy.steps.site import apply_lines
+
+SERVER_LINE = re.compile(r"\s*server (?P<address>\S+):80 .*;\s+# (?P<name>\S+)\s*$")
+
+
+def render(s, members, down=frozenset()) -> str:
+    """nginx/lb.conf.j2 for these web hosts (`members`, see deploy.fleet.Member); those named
+    in `down` stay listed but get no new requests."""
+    extra = {"members": list(members), "down": set(down)}
+    return templates.render("nginx/lb.conf.j2", s, **extra)
+
+
+def names_in(conf_lines: list[str]) -> list[str]:
+    """The web hosts an lb config lists (drained or not), by name, from its server lines."""
+    return [m["name"] for line in conf_lines if (m := SERVER_LINE.match(line))]
+
+
+def read_script(s) -> str:
+    """Print the load balancer's config as it is now ('' when there is none yet)."""
+    return script(f"cat {q(layout.nginx_site(s))} 2>/dev/null || true")
+
+
+def change_script(s, content: str, wait: int) -> str:
+    """Put `content` in place (nginx -t first; the old file comes back if it fails), reload
+    nginx gracefully and wait up to `wait` seconds for the old workers, with the requests
+    they had in flight, to finish."""
+    return script(
+        "old=''",  # nginx's workers now: they exit once their requests are done
+        "if [ -s /run/nginx.pid ]; then old=$(pgrep -P \"$(cat /run/nginx.pid)\" -d ' ' nginx || true); fi",
+        apply_lines(s, content),
+        f"deadline=$(( $(date +%s) + {int(wait)} ))",
+        "for p in $old; do",
+        "  while kill -0 \"$p\" 2>/dev/null; do",
+        "    if [ \"$(date +%s)\" -ge \"$deadline\" ]; then",
+        "      echo \"warning: an old nginx worker ($p) still has requests in flight after "
+        f"{int(wait)}s\"; break 2",
+        "    fi",
+        "    sleep 0.05",
+        "  done",
+        "done",
+    )
+
+
+def status_script(s) -> str:
+    """nginx's state and the upstream's server lines on a load balancer."""
+    return script(
+        "set +e",
+        "echo \"nginx: $(systemctl is-active nginx)\"",
+        f"grep -E '^\\s*server .*# ' {q(layout.nginx_site(s))} 2>/dev/null",
+        "true",
+    )

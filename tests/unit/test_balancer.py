@@ -1,0 +1,48 @@
+"""deploy.balancer and the lb's setup step: the nginx config over the web hosts, draining."""
+from deploy import balancer
+from deploy.fleet import Member
+from deploy.steps.balancer import BalancerSite, ordered
+
+WEB = [Member("web1", "10.0.0.1"), Member("web2", "10.0.0.2"), Member("web3", "10.0.0.3")]
+
+
+def test_upstream_lists_every_web_host_with_passive_health_checks_and_keepalive(s):
+    conf = balancer.render(s, WEB)
+    assert "server 10.0.0.1:80 max_fails=1 fail_timeout=10s;  # web1" in conf
+    assert "keepalive 32;" in conf and 'proxy_set_header Connection "";' in conf
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504;" in conf
+    assert " down" not in conf
+    assert balancer.names_in(conf.splitlines()) == ["web1", "web2", "web3"]
+
+
+def test_draining_marks_hosts_down_and_keeps_them_listed(s):
+    conf = balancer.render(s, WEB, down={"web2"})
+    assert "server 10.0.0.2:80 max_fails=1 fail_timeout=10s down;  # web2" in conf
+    assert "server 10.0.0.1:80 max_fails=1 fail_timeout=10s;  # web1" in conf
+    assert balancer.names_in(conf.splitlines()) == ["web1", "web2", "web3"]
+
+
+def test_no_web_host_yet_answers_503(s):
+    conf = balancer.render(s, [])
+    assert "upstream" not in conf and "return 503;" in conf
+
+
+def test_change_script_waits_for_the_old_workers_and_parses(s, syntax_ok):
+    text = balancer.change_script(s, balancer.render(s, WEB), wait=30)
+    assert "nginx -t" in text and "systemctl reload nginx" in text and "kill -0" in text
+    assert syntax_ok(text).returncode == 0
+    assert syntax_ok(balancer.status_script(s)).returncode == 0
+
+
+def test_lb_setup_step_writes_the_site_only_when_it_differs(s):
+    from deploy.steps.units import sha256
+    from deploy import layout
+
+    site = BalancerSite(WEB)
+    up_to_date = {f"sha:{layout.nginx_site(s)}": sha256(balancer.render(s, WEB)),
+                  f"link:{layout.nginx_enabled(s)}": layout.nginx_site(s),
+                  "active:nginx": "active", "enabled:nginx": "enabled"}
+    assert not site.plan(s, up_to_date).changed
+    assert BalancerSite(WEB[:2]).plan(s, up_to_date).changed  # a web host removed
+    assert [st.name for st in ordered(WEB)] == ["packages", "lb-site"]
+    assert ordered(WEB)[0].wanted(s) == ["nginx", "curl"]
