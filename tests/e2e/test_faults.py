@@ -1,0 +1,189 @@
+"""The fault suite (issue 13): a deploy hit by a fault, under load, ends with 0 failed requests,
+`current` on a complete release, no lock left without a holder, and one line naming the next step.
+
+Faults are injected at deterministic points (tests/e2e/faults.py): the deployed app's /healthz
+waits while a hold file exists, so a deploy sits in its prepare (preflight) or its switch
+(health gate) until the test has injected the fault; the finish step waits on a FIFO.
+Tests that do not interfere share one host per xdist group (each leaves it serving, unlocked).
+"""
+import itertools
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO_ROOT, AppCopy, http_get, load_on
+from faults import (APP, ROOT, Holds, add_health_hook, current_release, lock_state,
+                    releases, wait_for)
+
+HEALTH_TIMEOUT = 30  # the holds are released well before; a failure must not come from here
+_texts = (f"Hello fault {n}!" for n in itertools.count(1))
+
+
+class Site:
+    """One sandbox host set up and serving, with an app copy that carries the health hook."""
+
+    def __init__(self, host, app: AppCopy, root):
+        self.host, self.app, self.root = host, app, root
+        self.holds = Holds(root)
+
+    def args(self, config=None, *tasks) -> list[str]:
+        return [sys.executable, "-m", "fabric", "-f", str(config or self.app.config),
+                "-S", self.host.ssh_config, "-H", self.host.name, *tasks]
+
+    def fab(self, *tasks, config=None, timeout=300) -> subprocess.CompletedProcess:
+        return subprocess.run(self.args(config, *tasks), cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=timeout)
+
+    def must(self, *tasks, config=None) -> subprocess.CompletedProcess:
+        out = self.fab(*tasks, config=config)
+        assert out.returncode == 0, f"fab {' '.join(tasks)}:\n{out.stdout}\n{out.stderr}"
+        return out
+
+    def popen(self, *tasks, config=None) -> subprocess.Popen:
+        return subprocess.Popen(self.args(config, *tasks), cwd=REPO_ROOT, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def serving(self) -> str:
+        status, body = http_get(self.host, "/healthz")
+        assert status == 200, body
+        return json.loads(body)["release"]
+
+    def settled(self, timeout=60) -> None:
+        """Wait until no deploy holds the lock any more (the server finished on its own)."""
+        wait_for("the lock to be released", lambda: lock_state(self.root) == "unlocked", timeout)
+
+    def check_state(self) -> str:
+        """current on a complete release that is the one serving; no lock; return its name."""
+        rel = current_release(self.root)
+        assert self.serving() == rel
+        assert lock_state(self.root) == "unlocked"
+        assert not [r for r in releases(self.root) if r.endswith(".partial")]
+        return rel
+
+    def next_deploy_works(self) -> str:
+        """A normal deploy (no --force) goes through after the fault and serves new code."""
+        text = next(_texts)
+        self.app.say(text)
+        self.must("deploy")
+        assert http_get(self.host, "/") == (200, text)
+        return self.check_state()
+
+
+def one_line_error(out: subprocess.CompletedProcess) -> str:
+    err = out.stderr.strip()
+    assert out.returncode != 0
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert " — fix: " in err, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def site(sandbox_image, sandbox_registry, tmp_path_factory):
+    """A module's own host (started here, removed at module end), set up and serving."""
+    from deploy.sandbox import up
+    from fabric import Config, Connection
+
+    name = sandbox_registry.new_name()
+    try:
+        host = up(name)
+        app = AppCopy(tmp_path_factory.mktemp("faults"), health_timeout=HEALTH_TIMEOUT)
+        add_health_hook(app)
+        root = Connection(host.address, user="root", connect_timeout=10,
+                          config=Config(overrides={"run": {"in_stream": False}}),
+                          connect_kwargs={"key_filename": host.key_path, "look_for_keys": False,
+                                          "allow_agent": False})
+        s = Site(host, app, root)
+        s.must("setup", "deploy")
+        yield s
+        root.close()
+    finally:
+        sandbox_registry.remove([name])
+
+
+@pytest.fixture
+def clean(site):
+    """Each test starts and ends with the host serving, unlocked, without holds."""
+    site.holds.clear()
+    site.check_state()
+    yield site
+    site.holds.clear()
+
+
+# -- fab killed with kill -9 at each step ------------------------------------------------------------
+
+def pause_at(site: Site, step: str) -> None:
+    if step == "finish":
+        site.holds.hold_finish()
+    else:
+        site.holds.hold("preflight" if step == "prepare" else "service")
+
+
+def reached(site: Site, step: str, before: str):
+    """A probe: true once a deploy started after `before` was serving is inside `step`."""
+    if step == "prepare":
+        return lambda: lock_state(site.root) != "unlocked" and site.root.run(
+            f"test -d /run/{APP}-preflight", hide=True, warn=True).ok
+    if step == "switch":
+        return lambda: site.root.run(f"basename $(readlink {ROOT}/current)", hide=True).stdout.strip() != before
+    return site.holds.finish_waiting
+
+
+def unpause(site: Site, step: str) -> None:
+    if step == "finish":
+        site.holds.unhold_finish()
+    else:
+        site.holds.clear()
+
+
+@pytest.mark.xdist_group("faults-shared")
+@pytest.mark.parametrize("step", ["prepare", "switch", "finish"])
+def test_fab_killed_at_each_step(step, clean):
+    site = clean
+    before = site.serving()
+    site.app.say(next(_texts))
+    with load_on(site.host) as load:
+        pause_at(site, step)
+        proc = site.popen("deploy")
+        wait_for(f"the deploy to reach {step}", reached(site, step, before))
+        proc.kill()
+        proc.communicate(timeout=30)
+        unpause(site, step)
+        site.settled()
+        time.sleep(0.3)
+    assert load.failures == [], load.failures[:5]
+    after = site.check_state()
+    # Killed before the switch: nothing changed. Once switched, the server finishes the deploy.
+    assert (after == before) if step == "prepare" else (after != before)
+    site.next_deploy_works()
+
+
+# -- two deploys at the same moment from two checkouts --------------------------------------------
+
+@pytest.mark.xdist_group("faults-shared")
+def test_two_deploys_at_once_from_two_checkouts(clean, tmp_path):
+    site = clean
+    other = AppCopy(tmp_path, health_timeout=HEALTH_TIMEOUT)
+    add_health_hook(other)
+    site.app.say("Hello from checkout A!")
+    other.say("Hello from checkout B!")
+    with load_on(site.host) as load:
+        site.holds.hold("preflight")  # whoever takes the lock first keeps it until the other ended
+        procs = [site.popen("deploy"), site.popen("deploy", config=other.config)]
+        first_done = wait_for("one deploy to end", lambda: [p for p in procs if p.poll() is not None])
+        loser = first_done[0]
+        winner = procs[1 - procs.index(loser)]
+        _, loser_err = loser.communicate()
+        site.holds.clear()
+        win_out, win_err = winner.communicate(timeout=120)
+        time.sleep(0.3)
+    assert winner.returncode == 0, win_out + win_err
+    err = one_line_error(subprocess.CompletedProcess([], loser.returncode, "", loser_err))
+    assert "deploy locked by" in err and "wait for it" in err, err
+    assert load.failures == [], load.failures[:5]
+    site.check_state()
+    expected = "Hello from checkout A!" if winner is procs[0] else "Hello from checkout B!"
+    assert http_get(site.host, "/") == (200, expected)
+    site.next_deploy_works()
