@@ -37,52 +37,20 @@ import json
 import re
 import textwrap
 
-from deploy import health, layout, lock
+from deploy import health, layout, lock, settings
 from deploy.errors import KitError
 from deploy.managers import manager_for
 from deploy.shell import q, script
 
-NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-BAD_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 ESCAPED = ("\\", '"', "$", "`")
-MAX_VALUE = 32 * 1024
-# set by systemd for gunicorn (socket activation, notify): an env file must not override them
-RESERVED = {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "MAINPID",
-            "WATCHDOG_USEC", "WATCHDOG_PID"}
 BACKUP = "env.prev"
 UNHEALTHY_EXIT = 4
 
 
 # -- names and values -------------------------------------------------------------------------
 
-def check_name(name: str) -> str:
-    if not NAME_RE.match(name or ""):
-        raise KitError(f"{name!r} is not a valid environment variable name",
-                       "use letters, digits and '_', not starting with a digit (e.g. SECRET_KEY)")
-    if name in RESERVED:
-        raise KitError(f"{name} is set by systemd for gunicorn and cannot come from the env file",
-                       "pick another name")
-    return name
-
-
-def check_value(name: str, value: str) -> str:
-    """The value, or a one-line KitError when systemd and sh could not both carry it."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise KitError(f"the value of {name} is not valid UTF-8 text",
-                       "systemd ignores such lines; encode it (e.g. base64) and decode in the app") from None
-    bad = BAD_CHARS.search(value)
-    if bad:
-        what = {"\n": "a newline", "\r": "a carriage return", "\x00": "a NUL byte"}.get(
-            bad.group(), f"control character {ord(bad.group()):#04x}")
-        raise KitError(f"the value of {name} contains {what}, which an env file line cannot "
-                       "carry the same way for systemd and sh",
-                       "store it on one line (e.g. base64 or \\n escapes the app decodes)")
-    if len(value.encode()) > MAX_VALUE:
-        raise KitError(f"the value of {name} is {len(value.encode())} bytes (limit {MAX_VALUE})",
-                       "keep large data in a file the app reads, and put its path here")
-    return value
+check_name = settings.check_env_name
+check_value = settings.check_env_value
 
 
 def quote(value: str) -> str:

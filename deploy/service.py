@@ -21,7 +21,7 @@ def status_script(s) -> str:
         "  echo \"workers:  $(pgrep -c -P \"$pid\")\"",
         "fi",
         f"echo \"health:   $(curl -s -m 3 -w ' (HTTP %{{http_code}})' "
-        f"-H 'Host: {health.host_header(s)}' http://127.0.0.1{s.health_path} 2>&1 | tr -d '\\n')\"",
+        f"{health.through_nginx(s)} 2>&1 | tr -d '\\n')\"",
         f"echo \"lock:     $({lock.status_line(s)})\"",
     )
 

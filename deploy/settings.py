@@ -22,12 +22,79 @@ from pathlib import Path, PurePosixPath
 
 from deploy.errors import KitError
 
-NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-WSGI_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DOMAIN_RE = re.compile(r"^(_|\*?[A-Za-z0-9.-]+)$")
-SIZE_RE = re.compile(r"^\d+[kKmMgG]?$")
-SHARED_RE = re.compile(r"^[A-Za-z0-9._/-]+$")
+# Every value that reaches a shell, unit, supervisor or nginx file matches one of these in
+# full (re.fullmatch, ASCII only): nothing outside them is ever quoted into a server file.
+NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}", re.A)
+WSGI_RE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.A)
+ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.A)
+# set by systemd for gunicorn (socket activation, notify): the env file must not override them
+ENV_RESERVED = frozenset({"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
+                          "MAINPID", "WATCHDOG_USEC", "WATCHDOG_PID"})
+ENV_BAD_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")  # what an env file line cannot carry
+ENV_MAX_VALUE = 32 * 1024
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DOMAIN_RE = re.compile(rf"_|(?:\*\.)?{_LABEL}(?:\.{_LABEL})*", re.A)
+SIZE_RE = re.compile(r"[0-9]{1,9}[kKmMgG]?", re.A)
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}"  # never '.', '..' or a dot file
+REL_PATH_RE = re.compile(rf"{_SEGMENT}(?:/{_SEGMENT})*", re.A)
+ABS_PATH_RE = re.compile(rf"(?:/{_SEGMENT})+", re.A)
+URL_PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99})+/", re.A)
+URL_PATH_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99})*/?(?:\?[A-Za-z0-9._~=&-]*)?",
+                         re.A)
+PYTHON_RE = re.compile(rf"python3(?:\.[0-9]{{1,2}})?|(?:/{_SEGMENT})+", re.A)
+# base_dir may not be (or be under) a directory the system owns
+SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root",
+               "/sbin", "/sys", "/usr", "/var/lib", "/var/log")
+SYSTEM_ROOTS = ("/home", "/mnt", "/media", "/opt", "/run", "/srv", "/tmp", "/var", "/var/tmp")
+# app_name is a user, a unit and a directory: never one the system or the kit already uses
+RESERVED_NAMES = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp",
+    "proxy", "www-data", "backup", "list", "irc", "gnats", "nobody", "nogroup", "admin",
+    "sudo", "adm", "staff", "users", "wheel", "deploy", "ubuntu", "debian", "systemd",
+    "ssh", "sshd", "nginx", "cron", "crond", "dbus", "messagebus", "polkitd", "rsyslog",
+    "syslog", "supervisor", "supervisord", "networking", "network", "getty", "apt", "dpkg",
+    "journald", "udev", "tmp", "run", "flasksample-kit"})
+RESERVED_SUFFIXES = ("-preflight",)
+RESERVED_PREFIXES = ("systemd-", "_")
+
+
+def check_env_name(name: str) -> str:
+    """An environment variable name the env file, systemd and sh all carry; else KitError."""
+    if not isinstance(name, str) or not ENV_NAME_RE.fullmatch(name):
+        raise KitError(f"{name!r} is not a valid environment variable name",
+                       "use letters, digits and '_', not starting with a digit (e.g. SECRET_KEY)")
+    if name in ENV_RESERVED:
+        raise KitError(f"{name} is set by systemd for gunicorn and cannot come from the env file",
+                       "pick another name")
+    return name
+
+
+def check_env_value(name: str, value: str) -> str:
+    """The value, or a one-line KitError when systemd and sh could not both carry it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise KitError(f"the value of {name} is not valid UTF-8 text",
+                       "systemd ignores such lines; encode it (e.g. base64) and decode in the app") from None
+    bad = ENV_BAD_CHARS.search(value)
+    if bad:
+        what = {"\n": "a newline", "\r": "a carriage return", "\x00": "a NUL byte"}.get(
+            bad.group(), f"control character {ord(bad.group()):#04x}")
+        raise KitError(f"the value of {name} contains {what}, which an env file line cannot "
+                       "carry the same way for systemd and sh",
+                       "store it on one line (e.g. base64 or \\n escapes the app decodes)")
+    if len(value.encode()) > ENV_MAX_VALUE:
+        raise KitError(f"the value of {name} is {len(value.encode())} bytes (limit {ENV_MAX_VALUE})",
+                       "keep large data in a file the app reads, and put its path here")
+    return value
+
+
+def reserved_name(name: str) -> bool:
+    """Is `name` an account, unit or path the system or the kit itself already uses?"""
+    return (name in RESERVED_NAMES or name.endswith(RESERVED_SUFFIXES)
+            or name.startswith(RESERVED_PREFIXES))
+
+
 # a host as written in -H or servers: `[user@]name[:port]` (name: DNS name, address or ssh alias)
 HOST_RE = re.compile(r"(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?"
                      r"(?P<name>[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252}))(?::(?P<port>[0-9]{1,5}))?")
@@ -186,10 +253,13 @@ def _check(s: Settings, where: str) -> None:
     def fail(name, problem, fix):
         raise KitError(f"setting '{name}' in {where} {problem}", fix)
 
-    if not NAME_RE.match(s.app_name):
+    if not NAME_RE.fullmatch(s.app_name):
         fail("app_name", f"is {s.app_name!r}, not a valid service/user name",
              "use lowercase letters, digits, '-' or '_', starting with a letter (max 32)")
-    if not WSGI_RE.match(s.wsgi):
+    if reserved_name(s.app_name):
+        fail("app_name", f"is {s.app_name!r}, a name the system or the kit already uses "
+             "(an account, a unit or the kit's own directory)", "pick a name of your app's own")
+    if not WSGI_RE.fullmatch(s.wsgi):
         fail("wsgi", f"is {s.wsgi!r}, not module:attribute", "write it like serve:app")
     if s.process_manager not in ("systemd", "supervisor"):
         fail("process_manager", f"is {s.process_manager!r}", "use 'systemd' or 'supervisor'")
@@ -210,24 +280,48 @@ def _check(s: Settings, where: str) -> None:
         fail("lb_max_fails", "must be 0 or more and lb_fail_timeout at least 1 second", "fix them")
     if s.upstream_address and not ADDRESS_RE.fullmatch(s.upstream_address):
         fail("upstream_address", f"is {s.upstream_address!r}", "write a host name or IP address")
-    if not s.domains or not all(DOMAIN_RE.match(d) for d in s.domains):
+    if not s.domains or not all(len(d) <= 253 and DOMAIN_RE.fullmatch(d) for d in s.domains):
         fail("domains", f"is {s.domains!r}", "list host names like [example.org] or ['_']")
-    if not SIZE_RE.match(s.client_max_body_size):
+    if not SIZE_RE.fullmatch(s.client_max_body_size):
         fail("client_max_body_size", f"is {s.client_max_body_size!r}", "use an nginx size like 10m")
-    if s.base_dir and not PurePosixPath(s.base_dir).is_absolute():
-        fail("base_dir", f"is {s.base_dir!r}, not an absolute path", "use e.g. /srv/myapp")
-    if not s.health_path.startswith("/") or any(c in s.health_path for c in "'\"\\ "):
-        fail("health_path", f"is {s.health_path!r}", "write a plain path starting with '/', e.g. /healthz")
-    if not (s.static_url.startswith("/") and s.static_url.endswith("/")):
+    if s.base_dir:
+        if not ABS_PATH_RE.fullmatch(s.base_dir):
+            fail("base_dir", f"is {s.base_dir!r}, not a plain absolute path",
+                 "use e.g. /srv/myapp (letters, digits, '.', '_', '-'; no '..', no trailing '/')")
+        if s.base_dir in SYSTEM_ROOTS or any(
+                s.base_dir == d or s.base_dir.startswith(d + "/") for d in SYSTEM_DIRS):
+            fail("base_dir", f"is {s.base_dir!r}, a directory the system owns",
+                 "use a directory of the app's own, e.g. /srv/myapp")
+    if not URL_PATH_RE.fullmatch(s.health_path) or not s.health_path.startswith("/"):
+        fail("health_path", f"is {s.health_path!r}",
+             "write a plain path starting with '/', e.g. /healthz (letters, digits, . _ ~ -)")
+    if not URL_PREFIX_RE.fullmatch(s.static_url):
         # nginx `alias` with a prefix lacking its trailing slash serves files outside static_dir.
         fail("static_url", f"is {s.static_url!r}", "start and end it with '/', e.g. /static/")
+    if not REL_PATH_RE.fullmatch(s.static_dir):
+        fail("static_dir", f"is {s.static_dir!r}",
+             "name a directory inside the release, e.g. static (no '..', no leading '/' or '.')")
+    if not REL_PATH_RE.fullmatch(s.requirements):
+        fail("requirements", f"is {s.requirements!r}",
+             "name a file inside app_dir, e.g. requirements.txt (no '..', no leading '/' or '.')")
+    if not PYTHON_RE.fullmatch(s.python):
+        fail("python", f"is {s.python!r}", "use python3, python3.N or an absolute path")
     for path in s.shared_dirs:
-        parts = PurePosixPath(path).parts
-        if not parts or PurePosixPath(path).is_absolute() or ".." in parts or not SHARED_RE.match(path):
+        if not REL_PATH_RE.fullmatch(path):
             fail("shared_dirs", f"has {path!r}", "list paths relative to the release, like uploads")
-    for key in s.env:
-        if not ENV_NAME_RE.match(key):
-            fail("env", f"has a bad variable name {key!r}", "use letters, digits and '_'")
+    for a in s.shared_dirs:
+        for b in s.shared_dirs:
+            if a != b and b.startswith(a + "/"):
+                # the app owns shared/a, so it could swap shared/a/… for a symlink root follows
+                fail("shared_dirs", f"has {b!r} inside {a!r}", "list only the outer directory")
+    if len(set(s.shared_dirs)) != len(s.shared_dirs):
+        fail("shared_dirs", f"lists a directory twice: {s.shared_dirs!r}", "list each once")
+    for key, value in s.env.items():
+        try:
+            check_env_name(key)
+            check_env_value(key, value)
+        except KitError as e:
+            raise KitError(f"setting 'env' in {where}: {e}") from None
     app_dir = s.local_app_dir
     if not app_dir.is_dir():
         fail("app_dir", f"is {s.app_dir!r}, which is not a directory here",

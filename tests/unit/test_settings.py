@@ -117,12 +117,14 @@ def test_env_values_become_strings():
     ({"domains": ["ok.org", "bad;name"]}, None),
     ({"client_max_body_size": "10 MB"}, "setting 'client_max_body_size' in fabric.yaml is "
      "'10 MB' — fix: use an nginx size like 10m"),
-    ({"base_dir": "srv/app"}, "setting 'base_dir' in fabric.yaml is 'srv/app', not an absolute "
-     "path — fix: use e.g. /srv/myapp"),
+    ({"base_dir": "srv/app"}, "setting 'base_dir' in fabric.yaml is 'srv/app', not a plain "
+     "absolute path — fix: use e.g. /srv/myapp (letters, digits, '.', '_', '-'; no '..', no "
+     "trailing '/')"),
     ({"health_path": "healthz"}, None),
     ({"static_url": "static/"}, None),
-    ({"env": {"BAD-NAME": "1"}}, "setting 'env' in fabric.yaml has a bad variable name "
-     "'BAD-NAME' — fix: use letters, digits and '_'"),
+    ({"env": {"BAD-NAME": "1"}}, "setting 'env' in fabric.yaml: 'BAD-NAME' is not a valid "
+     "environment variable name — fix: use letters, digits and '_', not starting with a digit "
+     "(e.g. SECRET_KEY)"),
     ({"app_dir": "no-such-dir"}, "setting 'app_dir' in fabric.yaml is 'no-such-dir', which is "
      "not a directory here — fix: point it at the directory holding your Flask app"),
     ({"wsgi": "nosuchmodule:app"}, None),
