@@ -340,12 +340,23 @@ def _check(s: Settings, where: str) -> None:
 
 
 def build(raw: dict | None, host: str | None = None, where: str = "fabric.yaml") -> Settings:
-    """Validate a raw `flasksample` mapping (plus the per-host override for `host`)."""
+    """Validate a raw `flasksample` mapping (plus the per-host override for `host`).
+
+    Every block under `hosts:` is validated, not only `host`'s: a typo in another host's
+    block is an error now, not when that host is deployed.
+    """
     raw = dict(raw or {})
     per_host = raw.pop(PER_HOST_KEY, None) or {}
     if not isinstance(per_host, dict):
         raise KitError(f"'flasksample.hosts' in {where} must map host names to settings",
                        "write hosts: {web1: {workers: 2}}")
+    for other in per_host:
+        if other != host:
+            _build_one(raw, per_host, other, where)
+    return _build_one(raw, per_host, host, where)
+
+
+def _build_one(raw: dict, per_host: dict, host, where: str) -> Settings:
     values = {}
     for layer, layer_where in ((raw, where), (per_host.get(host) or {}, f"{where} hosts.{host}")):
         if not isinstance(layer, dict):

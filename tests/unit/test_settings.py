@@ -248,3 +248,11 @@ def test_describe_defaults_are_copies():
     rows = dict((n, d) for n, d, _ in describe())
     rows["domains"].append("mutated")
     assert Settings().domains == ["_"]
+
+
+def test_every_host_block_is_validated_not_only_this_hosts():
+    raw = {"hosts": {"web-1": {"wrokers": 5}}}
+    assert "hosts.web-1" in error_of(raw, host="web1") and "did you mean 'workers'?" in error_of(raw, host="web1")
+    assert "hosts.web2" in error_of({"hosts": {"web2": {"base_dir": "/srv/x'y"}}}, host="web1")
+    assert "hosts.web2" in error_of({"hosts": {"web2": ["workers"]}})
+    assert build({"hosts": {"web2": {"workers": 5}}}, host="web1").workers == 0
