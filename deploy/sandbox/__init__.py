@@ -1,4 +1,4 @@
-"""Local throwaway Debian 12 "sandbox" servers (systemd-nspawn) to try the kit on.
+"""Local throwaway Debian 12 or 13 "sandbox" servers (systemd-nspawn) to try the kit on.
 
 Each host looks like a fresh cloud VM: systemd as PID 1, sshd on port 22 at 10.231.N.2, a
 `deploy` user with passwordless sudo, apt working. Needs root; see requirements-apt.txt.

@@ -1,7 +1,8 @@
 """The base root filesystem every sandbox host boots from: recipe, cache key, build, unpack.
 
-The recipe (suite, mirrors, packages, hooks) is plain data; its sha256 is the cache key, so a
-changed recipe builds a new tarball. The tarball (`mmdebstrap` → .tar.zst) is cached under
+One recipe per Debian release (bookworm = 12, the default; trixie = 13). The recipe (suite,
+mirrors, packages, hooks) is plain data; its sha256 is the cache key, so each release and each
+changed recipe builds its own tarball. The tarball (`mmdebstrap` → .tar.zst) is cached under
 FLASKSAMPLE_IMAGE_CACHE and unpacked once under the state dir, where it is the shared read-only
 lower dir of every host's overlay.
 """
@@ -17,13 +18,19 @@ from deploy.errors import KitError
 from deploy.sandbox import paths
 from deploy.sandbox.locking import file_lock
 
-SUITE = "bookworm"
+DEFAULT_RELEASE = "bookworm"
+RELEASES = {"bookworm": "Debian 12", "trixie": "Debian 13"}
 VARIANT = "minbase"
-MIRRORS = (
-    "deb http://deb.debian.org/debian bookworm main",
-    "deb http://deb.debian.org/debian bookworm-updates main",
-    "deb http://deb.debian.org/debian-security bookworm-security main",
-)
+
+
+def mirrors(suite: str) -> tuple[str, ...]:
+    return (
+        f"deb http://deb.debian.org/debian {suite} main",
+        f"deb http://deb.debian.org/debian {suite}-updates main",
+        f"deb http://deb.debian.org/debian-security {suite}-security main",
+    )
+
+
 # What a fresh cloud VM has: systemd as init, sshd, sudo, python3 (for the kit) and little else.
 INCLUDE = (
     "systemd",
@@ -56,13 +63,22 @@ CUSTOMIZE_HOOKS = (
 RECIPE_VERSION = 1  # bump when the build procedure changes in a way the data above doesn't show
 
 
-def recipe() -> dict:
+def check_release(release: str) -> str:
+    """The release itself, or KitError naming the ones there are."""
+    if release not in RELEASES:
+        known = ", ".join(f"{r} ({v})" for r, v in RELEASES.items())
+        raise KitError(f"unknown sandbox release {release!r} (known: {known})",
+                       f"use --release {' or --release '.join(RELEASES)}")
+    return release
+
+
+def recipe(release: str = DEFAULT_RELEASE) -> dict:
     """Everything that decides the image's content, as plain data."""
     return {
         "version": RECIPE_VERSION,
-        "suite": SUITE,
+        "suite": check_release(release),
         "variant": VARIANT,
-        "mirrors": list(MIRRORS),
+        "mirrors": list(mirrors(release)),
         "include": list(INCLUDE),
         "predownload": list(PREDOWNLOAD),
         "apt_options": list(APT_OPTIONS),
@@ -76,8 +92,8 @@ def cache_key(r: dict | None = None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def tarball_name(key: str) -> str:
-    return f"debian-{SUITE}-sandbox-{key}.tar.zst"
+def tarball_name(key: str, release: str = DEFAULT_RELEASE) -> str:
+    return f"debian-{release}-sandbox-{key}.tar.zst"
 
 
 def mmdebstrap_argv(target: str, r: dict | None = None) -> list[str]:
@@ -105,15 +121,17 @@ def unpack_argv(tarball: str, dest: str) -> list[str]:
     ]
 
 
-def build(key: str, log) -> Path:
-    """Build the tarball for the current recipe into the image cache (atomically); return its path."""
+def build(release: str, log) -> Path:
+    """Build the tarball for the release's recipe into the image cache (atomically); return its path."""
+    r = recipe(release)
+    key = cache_key(r)
     cache = paths.image_cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
-    final = cache / tarball_name(key)
+    final = cache / tarball_name(key, release)
     tmp = cache / f".building-{os.getpid()}-{key}.tar.zst"
     log(f"building base image {final.name} with mmdebstrap (about a minute, once)")
     started = time.monotonic()
-    result = subprocess.run(mmdebstrap_argv(str(tmp)), capture_output=True, text=True)
+    result = subprocess.run(mmdebstrap_argv(str(tmp), r), capture_output=True, text=True)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
         logfile = cache / f"build-{key}.log"
@@ -125,9 +143,10 @@ def build(key: str, log) -> Path:
     return final
 
 
-def ensure_rootfs(log=lambda msg: None) -> Path:
-    """Return the unpacked base root (the overlay lower dir), building/unpacking it if needed."""
-    key = cache_key()
+def ensure_rootfs(log=lambda msg: None, release: str = DEFAULT_RELEASE) -> Path:
+    """Return the release's unpacked base root (the overlay lower dir), building/unpacking it
+    if needed."""
+    key = cache_key(recipe(release))
     image_dir = paths.images_dir() / key
     rootfs = image_dir / "rootfs"
     done = image_dir / "complete"
@@ -136,11 +155,11 @@ def ensure_rootfs(log=lambda msg: None) -> Path:
     with file_lock(paths.images_dir() / f".{key}.lock"):
         if done.exists():
             return rootfs
-        tarball = paths.image_cache_dir() / tarball_name(key)
+        tarball = paths.image_cache_dir() / tarball_name(key, release)
         if not tarball.exists():
             with file_lock(paths.image_cache_dir() / f".{key}.lock"):
                 if not tarball.exists():
-                    build(key, log)
+                    build(release, log)
         if rootfs.exists():
             shutil.rmtree(rootfs)
         tmp = image_dir / "rootfs.partial"

@@ -95,16 +95,18 @@ def _nat_down_if_last() -> None:
         saved.unlink()
 
 
-def _prune_images(keep: str) -> None:
-    """Delete unpacked images of older recipes that no host uses (lock held by caller)."""
-    used = {r.get("image") for r in state.read_records()} | {keep}
+def _prune_images() -> None:
+    """Delete unpacked images of older recipes that no host uses (lock held by caller); the
+    current recipe of every release stays."""
+    used = {r.get("image") for r in state.read_records()}
+    used |= {image.cache_key(image.recipe(release)) for release in image.RELEASES}
     base = paths.images_dir()
     for d in base.iterdir() if base.is_dir() else []:
         if d.is_dir() and d.name not in used:
             shutil.rmtree(d, ignore_errors=True)
 
 
-def _allocate(name: str | None) -> dict:
+def _allocate(name: str | None, release: str) -> dict:
     """Pick name and index and create the host dir with its record (lock held by caller)."""
     records = state.read_records()
     # names/indexes whose netns, veth or cgroup exist outside our records (another state dir,
@@ -127,13 +129,17 @@ def _allocate(name: str | None) -> dict:
         raise KitError("all 254 sandbox addresses are in use", "fab sandbox.down")
     paths.host_dir(name).mkdir(parents=True)
     record = {"name": name, "index": index, "pid": None, "ready": False,
-              "image": image.cache_key(), "created": time.time()}
+              "image": image.cache_key(image.recipe(release)), "release": release,
+              "created": time.time()}
     state.write_record(record)
     return record
 
 
-def up(name: str | None = None, log=lambda msg: None) -> SandboxHost:
-    """Start a fresh sandbox host (name None: next free fsN) and wait until it is usable."""
+def up(name: str | None = None, log=lambda msg: None,
+       release: str = image.DEFAULT_RELEASE) -> SandboxHost:
+    """Start a fresh sandbox host of a Debian release (name None: next free fsN) and wait until
+    it is usable."""
+    image.check_release(release)
     check_machine()
     if name is not None:
         check_name(name)
@@ -141,12 +147,12 @@ def up(name: str | None = None, log=lambda msg: None) -> SandboxHost:
             raise KitError(f"sandbox host {name} already exists",
                            f"use another --name, or remove it first: fab sandbox.down --name {name}")
     paths.state_dir().mkdir(parents=True, exist_ok=True)
-    lower = image.ensure_rootfs(log)
+    lower = image.ensure_rootfs(log, release)
     with file_lock(paths.lock_file()):
         sshfiles.ensure_key()
-        record = _allocate(name)
+        record = _allocate(name, release)
         _nat_up_if_first()
-        _prune_images(keep=record["image"])
+        _prune_images()
     name, index = record["name"], record["index"]
     host = state.host_from_record(record)
     try:

@@ -4,7 +4,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploy.sandbox import network, paths
+from deploy.sandbox import image, network, paths
 
 DEFAULT_USER = "deploy"
 
@@ -20,6 +20,7 @@ class SandboxHost:
     key_path: str  # private ed25519 key shared by all sandbox hosts, mode 0600
     ssh_config: str  # ssh_config file with a `Host <name>` block per running host
     known_hosts: str  # the sandbox known_hosts file
+    release: str = image.DEFAULT_RELEASE  # the Debian release it runs (image.RELEASES)
 
 
 def host_from_record(record: dict) -> SandboxHost:
@@ -31,6 +32,7 @@ def host_from_record(record: dict) -> SandboxHost:
         key_path=str(paths.key_path()),
         ssh_config=str(paths.ssh_config_path()),
         known_hosts=str(paths.known_hosts_path()),
+        release=record.get("release", image.DEFAULT_RELEASE),
     )
 
 

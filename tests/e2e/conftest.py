@@ -8,6 +8,10 @@ CI=true or FLASKSAMPLE_REQUIRE_E2E=1, where missing prerequisites fail loudly in
 
     def test_y(sandbox_hosts):                 # several, started in parallel
         a, b = sandbox_hosts(2)
+        c, = sandbox_hosts(1, release="trixie")  # Debian 13 (default: the test's release)
+
+    @pytest.mark.both_releases                 # runs once per Debian release: [bookworm], [trixie]
+    def test_z(sandbox_host): ...
 
 Hosts get names `t<pid>x<k>`, so a user's own sandboxes (fs1…) are never touched, and are
 always removed at test end; a session-level net removes any this session left behind.
@@ -54,6 +58,26 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.e2e)
         if reason and not e2e_required():
             item.add_marker(pytest.mark.skip(reason=f"e2e: {reason}"))
+
+
+# -- the release matrix: which Debian release a test's hosts run ---------------------------------
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "both_releases: run this e2e test once per sandbox release "
+                                       "(Debian 12 bookworm and Debian 13 trixie)")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("both_releases") and \
+            "sandbox_release" in metafunc.fixturenames:
+        metafunc.parametrize("sandbox_release", list(image.RELEASES))
+
+
+@pytest.fixture
+def sandbox_release():
+    """The Debian release of the test's hosts: bookworm (Debian 12), unless the test is marked
+    `both_releases`, which runs it once per release. CI time decides which tests get both."""
+    return image.DEFAULT_RELEASE
 
 
 @pytest.fixture(autouse=True)
@@ -129,16 +153,18 @@ def sandbox_image(sandbox_registry):
 
 
 @pytest.fixture
-def sandbox_hosts(sandbox_image, sandbox_registry):
-    """Factory: `sandbox_hosts(n)` starts n fresh hosts in parallel and returns them.
-    All are removed at test end, pass or fail."""
+def sandbox_hosts(sandbox_image, sandbox_registry, sandbox_release):
+    """Factory: `sandbox_hosts(n, release=None)` starts n fresh hosts in parallel and returns
+    them (release None: the test's `sandbox_release`). All are removed at test end, pass or fail."""
     mine: list[str] = []
 
-    def start(count: int = 1):
+    def start(count: int = 1, release: str | None = None):
+        release = release or sandbox_release
+        image.ensure_rootfs(lambda msg: print(msg, file=sys.stderr), release)  # built once, cached
         names = [sandbox_registry.new_name() for _ in range(count)]
         mine.extend(names)
         with ThreadPoolExecutor(max_workers=count) as pool:
-            futures = [pool.submit(up, n) for n in names]
+            futures = [pool.submit(up, n, release=release) for n in names]
         errors = [f.exception() for f in futures if f.exception()]
         if errors:
             raise errors[0]

@@ -25,6 +25,7 @@ OPERATE = {
 }
 
 
+@pytest.mark.both_releases
 @pytest.mark.parametrize("user,manager", [("root", "systemd"), ("deploy", "systemd"),
                                           ("deploy", "supervisor")])
 def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, manager):
@@ -108,6 +109,7 @@ def test_switching_process_manager_leaves_exactly_one_gunicorn(sandbox_host, kit
         assert "no change" in kit(host, "setup", config=app_copy.config).stdout
 
 
+@pytest.mark.both_releases
 def test_host_layout_and_hardening(sandbox_host, kit, ssh, http, app_copy):
     host = sandbox_host
     app_copy.settings(shared_dirs=["uploads"])

@@ -1,4 +1,4 @@
-"""Sandbox hosts behave like fresh Debian 12 cloud VMs, are independent, and leave nothing behind."""
+"""Sandbox hosts behave like fresh Debian 12 or 13 cloud VMs, are independent, and leave nothing behind."""
 import os
 import subprocess
 from pathlib import Path
@@ -52,8 +52,16 @@ def nat_rule_present() -> bool:
 
 # ---- from inside -----------------------------------------------------------------------------
 
-def test_boots_systemd_and_is_a_fresh_vm(sandbox_host, ssh):
+DEBIAN_VERSION = {"bookworm": ("12.", "Python 3.11."), "trixie": ("13.", "Python 3.13.")}
+
+
+@pytest.mark.both_releases
+def test_boots_systemd_and_is_a_fresh_vm(sandbox_host, ssh, sandbox_release):
     conn = ssh(sandbox_host)
+    assert sandbox_host.release == sandbox_release
+    debian, python = DEBIAN_VERSION[sandbox_release]
+    assert run(conn, "cat /etc/debian_version").startswith(debian)
+    assert run(conn, "python3 --version").startswith(python)
     assert run(conn, "systemctl is-system-running") == "running"
     assert run(conn, "cat /proc/1/comm") == "systemd"
     assert run(conn, "hostname") == sandbox_host.name
@@ -66,6 +74,7 @@ def test_boots_systemd_and_is_a_fresh_vm(sandbox_host, ssh):
     assert "masked" in run(conn, "systemctl is-enabled apt-daily.timer apt-daily-upgrade.timer || true")
 
 
+@pytest.mark.both_releases
 def test_deploy_user_installs_from_the_cached_debs(sandbox_host, ssh):
     conn = ssh(sandbox_host)
     out = conn.run("sudo -n apt-get install -y curl", hide=True).stdout

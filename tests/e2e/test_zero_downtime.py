@@ -31,6 +31,7 @@ def answers_between(load, start, end):
     return {s.body for s in load.samples if start <= s.start and s.start + s.latency <= end and not s.failed}
 
 
+@pytest.mark.both_releases
 def test_no_request_fails_during_deploy_rollback_reload_restart(live, sandbox_host, kit, ssh, app_copy):
     host, root = sandbox_host, ssh(sandbox_host, "root")
     events = {}

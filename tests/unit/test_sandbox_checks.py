@@ -79,3 +79,10 @@ def test_down_of_unknown_name(fake_root):
 def test_down_with_nothing_running(fake_root):
     assert manager.down() == []
     assert manager.list_hosts() == []
+
+
+def test_unknown_release_is_refused_before_anything(fake_root):
+    with pytest.raises(KitError) as e:
+        manager.up("fs1", release="buster")
+    assert "unknown sandbox release 'buster'" in one_line(e.value)
+    assert not (fake_root / "state").exists()

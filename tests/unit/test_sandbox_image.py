@@ -56,3 +56,27 @@ def test_locations_follow_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("FLASKSAMPLE_IMAGE_CACHE")
     assert str(paths.state_dir()) == "/var/lib/flasksample/sandbox"
     assert str(paths.image_cache_dir()) == "/var/cache/flasksample"
+
+
+def test_each_release_has_its_own_recipe_key_and_tarball():
+    bookworm, trixie = image.recipe(), image.recipe("trixie")
+    assert bookworm == image.recipe("bookworm") and image.DEFAULT_RELEASE == "bookworm"
+    assert trixie["suite"] == "trixie"
+    assert "deb http://deb.debian.org/debian-security trixie-security main" in trixie["mirrors"]
+    assert image.cache_key(trixie) != image.cache_key(bookworm)
+    # the same packages are pre-downloaded on both
+    assert trixie["predownload"] == bookworm["predownload"] and trixie["hooks"] == bookworm["hooks"]
+    assert image.tarball_name("k", "trixie") == "debian-trixie-sandbox-k.tar.zst"
+    argv = image.mmdebstrap_argv("/tmp/t.tar.zst", trixie)
+    assert argv[argv.index("trixie") + 1] == "/tmp/t.tar.zst"
+
+
+def test_unknown_release_is_a_one_line_error_naming_the_known_ones():
+    import pytest
+
+    from deploy.errors import KitError
+
+    with pytest.raises(KitError) as e:
+        image.recipe("sid")
+    assert "unknown sandbox release 'sid'" in str(e.value)
+    assert "bookworm" in str(e.value) and "trixie" in str(e.value)
