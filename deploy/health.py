@@ -1,7 +1,8 @@
 """The health gate: a bash function that waits until the app answers its health check.
 
 `wait_function(s)` defines `kit_healthy RELEASE TIMEOUT CURL_ARGS…`: it polls with curl until
-the answer is 200 and (when RELEASE is given) names that release three times in a row,
+the answer is good (2xx from health_path, or below 500 from / when none is set) and (when
+RELEASE is given) carries the header `X-Flasksample-Release: RELEASE`, three times in a row,
 or fails after TIMEOUT seconds — at once if KIT_WATCH_PID is set and that process has died.
 Used through nginx after a switch, and on a private socket before a new release takes any
 traffic.
@@ -12,25 +13,32 @@ from deploy.shell import q
 
 
 def wait_function(s) -> str:
+    # The release is proven by the header the kit's gunicorn config adds to every answer
+    # (deploy/kit/gunicorn_conf.py), so the app needs no health endpoint. With health_path set
+    # its answer must be 2xx; without, / must answer below 500 (a login redirect or a 404 is an
+    # app that runs; a 500 is not).
+    top = 300 if s.health_path else 500
     return r"""kit_healthy() {
-  local want="$1" timeout="$2" good=0 body deadline
+  local want="$1" timeout="$2" good=0 out code got deadline
   shift 2
   deadline=$(( $(date +%s%N) / 1000000 + timeout * 1000 ))
   while [ $(( $(date +%s%N) / 1000000 )) -lt "$deadline" ]; do
     if [ -n "${KIT_WATCH_PID:-}" ] && ! kill -0 "$KIT_WATCH_PID" 2>/dev/null; then
       echo "the new release's gunicorn exited before answering"; return 1
     fi
-    body=$(curl -sf -m 2 "$@" 2>/dev/null) || body=""
-    if [ -n "$body" ] && { [ -z "$want" ] || [[ "$body" == *"\"release\":\"$want\""* ]]; }; then
+    out=$(curl -s -m 2 -o /dev/null -D - -w 'kit-status %{http_code}\n' "$@" 2>/dev/null | tr -d '\r') || true
+    code=$(sed -n 's/^kit-status //p' <<<"$out")
+    got=$(sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: *//p' <<<"$out" | head -n1)
+    if [ "${code:-0}" -ge 200 ] && [ "${code:-0}" -lt TOP ] && { [ -z "$want" ] || [ "$got" = "$want" ]; }; then
       good=$((good + 1)); [ "$good" -ge 3 ] && return 0
     else
       good=0
     fi
     sleep 0.02
   done
-  echo "last health answer: ${body:-none}"
+  echo "last health answer: HTTP ${code:-none}, release ${got:-none}"
   return 1
-}"""
+}""".replace("TOP", str(top))
 
 
 def host_header(s) -> str:
@@ -40,9 +48,9 @@ def host_header(s) -> str:
 
 def through_nginx(s) -> str:
     """curl arguments reaching the health path through the host's own nginx."""
-    return f"-H {q('Host: ' + host_header(s))} {q('http://127.0.0.1' + s.health_path)}"
+    return f"-H {q('Host: ' + host_header(s))} {q('http://127.0.0.1' + s.gate_path)}"
 
 
 def on_socket(s, socket: str) -> str:
     """curl arguments reaching the health path on a unix socket, bypassing nginx."""
-    return f"--unix-socket {q(socket)} {q('http://localhost' + s.health_path)}"
+    return f"--unix-socket {q(socket)} {q('http://localhost' + s.gate_path)}"

@@ -1,6 +1,7 @@
 """Where things live on the server, derived from Settings: one place for every remote path.
 
     /srv/<app>/releases/<id>/      the code of one release (root-owned, read-only to the app)
+    /srv/<app>/releases/<id>/.flasksample/   the kit's gunicorn config + the pinned requirements
     /srv/<app>/releases/<id>/.venv -> ../../venvs/<requirements hash>
     /srv/<app>/venvs/<hash>/       virtualenvs, shared by releases with the same requirements
     /srv/<app>/current -> releases/<id>
@@ -26,6 +27,15 @@ def venvs_dir(s: Settings) -> str:
 
 def venv_dir(s: Settings, req_hash: str) -> str:
     return f"{s.root}/venvs/{req_hash}"
+
+
+# The kit's own files inside every release (the app's tree is left as it is).
+KIT_IN_RELEASE = ".flasksample"
+
+
+def kit_file(release_path: str, name: str) -> str:
+    """e.g. kit_file(release, 'gunicorn.conf.py'), 'requirements.txt' (the pinned list)."""
+    return f"{release_path}/{KIT_IN_RELEASE}/{name}"
 
 
 def current_link(s: Settings) -> str:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy import layout, requirements
 from deploy.errors import KitError
 from deploy.settings import Settings
 
@@ -105,15 +106,30 @@ def read_member(data: bytes, name: str) -> bytes | None:
     return None
 
 
+KIT_GUNICORN_CONF = Path(__file__).resolve().parent / "kit" / "gunicorn_conf.py"
+
+
+def with_kit_files(data: bytes, files: dict[str, bytes]) -> bytes:
+    """The archive plus the kit's own files (under .flasksample/ in the release)."""
+    src = tarfile.open(fileobj=io.BytesIO(data))
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as dst:
+        for member in src.getmembers():
+            dst.addfile(member, src.extractfile(member) if member.isfile() else None)
+        for name, content in files.items():
+            info = tarfile.TarInfo(f"{layout.KIT_IN_RELEASE}/{name}")
+            info.size, info.mode, info.mtime = len(content), 0o644, 0
+            dst.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
 def build(s: Settings, now: float | None = None) -> Package:
     app_dir = s.local_app_dir
     packed = pack_git(app_dir) or pack_dir(app_dir)
     data, rev, note = packed
-    requirements = read_member(data, s.requirements)
-    if requirements is None:
-        raise KitError(f"{s.requirements} is not in the packed release of {app_dir}",
-                       "commit it (the committed tree is what gets deployed)")
-    if b"gunicorn" not in requirements.lower():
-        raise KitError(f"{app_dir / s.requirements} does not list gunicorn",
-                       "add a pinned gunicorn line, e.g. gunicorn==27.0.1")
-    return Package(release_id(rev, now), rev, data, requirements_hash(requirements, s.python), note)
+    pinned, source = requirements.pinned(lambda name: read_member(data, name), s.requirements)
+    data = with_kit_files(data, {"requirements.txt": pinned.encode(),
+                                 "gunicorn.conf.py": KIT_GUNICORN_CONF.read_bytes()})
+    note = "; ".join(n for n in (note, "" if source == "requirements.txt" else
+                                 f"requirements exported from {source}") if n)
+    return Package(release_id(rev, now), rev, data, requirements_hash(pinned.encode(), s.python), note)

@@ -23,7 +23,7 @@ UNHEALTHY_EXIT = 4
 def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
     """Reuse the venv for these requirements, or build it (marked complete only at the end)."""
     venv = q(layout.venv_dir(s, req_hash))
-    reqs = q(f"{release_path}/{s.requirements}")
+    reqs = q(layout.kit_file(release_path, "requirements.txt"))
     log = scratch("pip.log")
     return [
         f"if [ ! -e {venv}/.complete ]; then",
@@ -31,7 +31,7 @@ def venv_lines(s, req_hash: str, release_path: str) -> list[str]:
         f"  rm -rf {venv} && {q(s.python)} -m venv {venv}",
         f"  {venv}/bin/pip install -q --disable-pip-version-check --no-input -r {reqs} "
         f">{log} 2>&1 || {{ tail -n 5 {log}; rm -rf {venv}; "
-        f"echo '::error pip install -r {s.requirements} failed'; exit 1; }}",
+        "echo '::error pip install of the pinned requirements failed (its log is above)'; exit 1; }",
         f"  touch {venv}/.complete",
         "fi",
         f"ln -sfn ../../venvs/{req_hash} {q(release_path)}/.venv",
@@ -57,7 +57,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
     sock, log = f"{pf}/gunicorn.sock", f"{pf}/log"
     env = layout.env_file(s)
     boot = (f"set -a; [ -r {env} ] && . {env}; set +a; exec {release_path}/.venv/bin/gunicorn "
-            f"--chdir {release_path} --config {release_path}/gunicorn.conf.py --bind unix:{sock} "
+            f"--chdir {release_path} --config {layout.kit_file(release_path, 'gunicorn.conf.py')} --bind unix:{sock} "
             f"--workers 1 --no-control-socket {s.wsgi}")
     return [
         f"rm -rf {pf} && install -d -o {s.app_user} -g {s.app_user} -m 700 {pf}",

@@ -20,8 +20,9 @@ def status_script(s) -> str:
         "  echo \"uptime:   $(ps -o etime= -p \"$pid\" | tr -d ' ')\"",
         "  echo \"workers:  $(pgrep -c -P \"$pid\")\"",
         "fi",
-        f"echo \"health:   $(curl -s -m 3 -w ' (HTTP %{{http_code}})' "
-        f"{health.through_nginx(s)} 2>&1 | tr -d '\\n')\"",
+        f"echo \"health:   {s.gate_path} $(curl -s -m 3 -o /dev/null -D - -w 'HTTP %{{http_code}}\\n' "
+        f"{health.through_nginx(s)} 2>&1 | tr -d '\\r' "
+        "| sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: */release /p; /^HTTP [0-9]*$/p' | tr '\\n' ' ')\"",
         f"echo \"lock:     $({lock.status_line(s)})\"",
     )
 

@@ -1,9 +1,11 @@
 """Every setting of the kit: its type, default and one-line doc, validated once before any SSH.
 
 Settings come from Fabric's own configuration under the `flasksample:` key (project
-`fabric.yaml`, `~/.fabric.yaml`, `FABRIC_FLASKSAMPLE_*` env vars), with per-host overrides
-under `flasksample.hosts.<host>:` (the host as given to `-H`, or its address). Nothing else
-reads configuration: tasks call `load(c)` and pass the resulting `Settings` on.
+`fabric.yaml`, `~/.fabric.yaml`, `-f FILE`), with per-host overrides under
+`flasksample.hosts.<host>:` (the host as given to `-H`, or its address), and then
+`FABRIC_FLASKSAMPLE_<NAME>` environment variables (e.g. FABRIC_FLASKSAMPLE_WORKERS=3).
+Relative local paths (app_dir) resolve against the directory of the config file that set them.
+Nothing else reads configuration: tasks call `load(c)` and pass the resulting `Settings` on.
 
     # fabric.yaml
     flasksample:
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -25,7 +28,9 @@ from deploy.errors import KitError
 # Every value that reaches a shell, unit, supervisor or nginx file matches one of these in
 # full (re.fullmatch, ASCII only): nothing outside them is ever quoted into a server file.
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}", re.A)
-WSGI_RE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.A)
+WSGI_RE = re.compile(r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*:[A-Za-z_]\w*(?:\(\))?", re.A)  # attr or factory()
+PROCESS_RE = re.compile(r"[a-z][a-z0-9-]{0,23}", re.A)
+ENV_PREFIX = "FABRIC_FLASKSAMPLE_"
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.A)
 # set by systemd for gunicorn (socket activation, notify): the env file must not override them
 ENV_RESERVED = frozenset({"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET",
@@ -101,7 +106,7 @@ HOST_RE = re.compile(r"(?:(?P<user>[a-z_][a-z0-9_.-]{0,31})@)?"
 ADDRESS_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,252})|\[[0-9A-Fa-f:.]+\]")
 ROLES = ("web", "lb")
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # the kit's checkout (or site-packages)
 
 
 def doc(text: str, default, **kw):
@@ -116,20 +121,22 @@ class Settings:
     """The kit's settings for one host. Defaults here are the documentation."""
 
     app_name: str = doc("service, user and directory name on the server", "flasksample")
-    app_dir: str = doc("local directory shipped as a release (relative to the project)", "app")
-    wsgi: str = doc("WSGI entry point, module:attribute inside app_dir", "serve:app")
-    requirements: str = doc("requirements file inside app_dir, installed into the venv",
-                            "requirements.txt")
+    app_dir: str = doc("local directory shipped as a release (relative to the config file)", "app")
+    wsgi: str = doc("WSGI entry inside app_dir: module:attr or module:factory()", "serve:app")
+    requirements: str = doc("what the venv installs: '' = requirements.txt, else pyproject.toml "
+                            "with its uv.lock or pylock.toml (exported pinned); or a file name",
+                            "")
     domains: list = doc("nginx server_name values; '_' answers any name", ["_"])
-    workers: int = doc("gunicorn workers; 0 keeps gunicorn.conf.py's (2 x cores + 1)", 0)
+    workers: int = doc("gunicorn workers; 0 = the app's gunicorn.conf.py, else 2 x cores + 1", 0)
     process_manager: str = doc("who supervises gunicorn: 'systemd' or 'supervisor'", "systemd")
     keep_releases: int = doc("releases kept on the server (current and previous always)", 5)
     base_dir: str = doc("where releases live on the server; '' means /srv/<app_name>", "")
-    health_path: str = doc("path that must answer 200 before a release takes traffic",
-                           "/healthz")
+    health_path: str = doc("optional path of the app that must answer 2xx; '' = the kit checks "
+                           "that / answers (below 500) from the new release", "")
     health_timeout: int = doc("seconds a new release gets to answer its health check", 20)
     static_url: str = doc("URL prefix nginx serves from the release's static_dir", "/static/")
-    static_dir: str = doc("directory inside the release holding static files", "static")
+    static_dir: str = doc("static files inside the release; '' = the WSGI module's static/ "
+                          "(Flask's default), detected", "")
     client_max_body_size: str = doc("largest request body nginx accepts (nginx size)", "10m")
     proxy_timeout: int = doc("seconds nginx waits for gunicorn to answer", 60)
     env: dict = doc("non-secret environment for the app (secrets: `fab env.set`)", {})
@@ -149,6 +156,12 @@ class Settings:
                             "lb_fail_timeout", 1)
     lb_fail_timeout: int = doc("load balancer: seconds a failed web host stays out (passive "
                                "health check)", 10)
+    release_command: str = doc("run once per deploy in the new release before the switch "
+                               "(e.g. flask --app shop init-db); failure switches nothing", "")
+    processes: dict = doc("background processes run from the current release, e.g. "
+                          "{worker: 'flask --app shop worker'}; each <app>-<name>", {})
+    # Not a setting: the directory relative local paths start from (set by `load`).
+    project_dir: str = field(default="", repr=False, compare=False, metadata={"internal": True})
 
     # -- derived values ---------------------------------------------------------------------
     @property
@@ -165,19 +178,23 @@ class Settings:
 
     @property
     def local_app_dir(self) -> Path:
-        return (PROJECT_ROOT / self.app_dir).resolve()
+        return (Path(self.project_dir or Path.cwd()) / self.app_dir).resolve()
+
+    @property
+    def gate_path(self) -> str:
+        """What the health gate requests: the app's health_path, or /."""
+        return self.health_path or "/"
 
 
-FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
+FIELDS = {f.name: f for f in dataclasses.fields(Settings) if not f.metadata.get("internal")}
 PER_HOST_KEY = "hosts"
 
 
 def describe() -> list[tuple[str, object, str]]:
     """(name, default, doc) for every setting, for `fab settings` and the README."""
     out = []
-    for f in dataclasses.fields(Settings):
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        out.append((f.name, default, f.metadata["doc"]))
+    for f in FIELDS.values():
+        out.append((f.name, default_of(f.name), f.metadata["doc"]))
     return out
 
 
@@ -187,10 +204,14 @@ def _unknown(name: str, where: str) -> KitError:
     return KitError(f"unknown setting '{name}' in {where}", hint)
 
 
+def default_of(name: str):
+    f = FIELDS[name]
+    return f.default if f.default is not dataclasses.MISSING else f.default_factory()
+
+
 def _coerce(name: str, value, where: str):
     """Check one value's type; env vars and CLI give strings, so numeric strings are accepted."""
-    f = FIELDS[name]
-    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    default = default_of(name)
     expected = type(default)
     bad = KitError(
         f"setting '{name}' in {where} must be {expected.__name__}, got {value!r}",
@@ -260,7 +281,8 @@ def _check(s: Settings, where: str) -> None:
         fail("app_name", f"is {s.app_name!r}, a name the system or the kit already uses "
              "(an account, a unit or the kit's own directory)", "pick a name of your app's own")
     if not WSGI_RE.fullmatch(s.wsgi):
-        fail("wsgi", f"is {s.wsgi!r}, not module:attribute", "write it like serve:app")
+        fail("wsgi", f"is {s.wsgi!r}, not module:attribute or module:factory()",
+             "write it like serve:app or shop:create_app()")
     if s.process_manager not in ("systemd", "supervisor"):
         fail("process_manager", f"is {s.process_manager!r}", "use 'systemd' or 'supervisor'")
     if s.host_key_policy not in ("strict", "accept-new"):
@@ -292,16 +314,17 @@ def _check(s: Settings, where: str) -> None:
                 s.base_dir == d or s.base_dir.startswith(d + "/") for d in SYSTEM_DIRS):
             fail("base_dir", f"is {s.base_dir!r}, a directory the system owns",
                  "use a directory of the app's own, e.g. /srv/myapp")
-    if not URL_PATH_RE.fullmatch(s.health_path) or not s.health_path.startswith("/"):
+    if s.health_path and (not URL_PATH_RE.fullmatch(s.health_path)
+                          or not s.health_path.startswith("/")):
         fail("health_path", f"is {s.health_path!r}",
              "write a plain path starting with '/', e.g. /healthz (letters, digits, . _ ~ -)")
     if not URL_PREFIX_RE.fullmatch(s.static_url):
         # nginx `alias` with a prefix lacking its trailing slash serves files outside static_dir.
         fail("static_url", f"is {s.static_url!r}", "start and end it with '/', e.g. /static/")
-    if not REL_PATH_RE.fullmatch(s.static_dir):
+    if s.static_dir and not REL_PATH_RE.fullmatch(s.static_dir):
         fail("static_dir", f"is {s.static_dir!r}",
              "name a directory inside the release, e.g. static (no '..', no leading '/' or '.')")
-    if not REL_PATH_RE.fullmatch(s.requirements):
+    if s.requirements and not REL_PATH_RE.fullmatch(s.requirements):
         fail("requirements", f"is {s.requirements!r}",
              "name a file inside app_dir, e.g. requirements.txt (no '..', no leading '/' or '.')")
     if not PYTHON_RE.fullmatch(s.python):
@@ -322,6 +345,17 @@ def _check(s: Settings, where: str) -> None:
             check_env_value(key, value)
         except KitError as e:
             raise KitError(f"setting 'env' in {where}: {e}") from None
+    for what, command in [("release_command", s.release_command), *(
+            (f"processes.{name}", cmd) for name, cmd in s.processes.items())]:
+        if any(c in command for c in "\n\r\0") or len(command) > 2000:
+            fail(what, "has a line break (or is over 2000 characters)",
+                 "write one shell command line; put longer scripts in a file of the app")
+    for name, command in s.processes.items():
+        if not PROCESS_RE.fullmatch(name):
+            fail("processes", f"has a bad name {name!r}",
+                 "name each process with lowercase letters, digits and '-', like worker")
+        if not command.strip():
+            fail(f"processes.{name}", "is empty", "give the command to run, e.g. rq worker")
     app_dir = s.local_app_dir
     if not app_dir.is_dir():
         fail("app_dir", f"is {s.app_dir!r}, which is not a directory here",
@@ -331,15 +365,15 @@ def _check(s: Settings, where: str) -> None:
     if not module_file.is_file() and not package_init.is_file():
         fail("wsgi", f"names module '{s.wsgi_module}', but {module_file} does not exist",
              "set wsgi to module:attribute of a module inside app_dir")
-    if not (app_dir / "gunicorn.conf.py").is_file():
-        fail("app_dir", f"has no gunicorn.conf.py in {app_dir}",
-             "copy app/gunicorn.conf.py from the kit next to your WSGI module")
-    if not (app_dir / s.requirements).is_file():
-        fail("requirements", f"is {s.requirements!r}, missing in {app_dir}",
-             "add a pinned requirements.txt (it must list gunicorn)")
+    wanted = s.requirements or ("requirements.txt" if not (app_dir / "pyproject.toml").is_file()
+                                else "pyproject.toml")
+    if not REL_PATH_RE.fullmatch(wanted) or not (app_dir / wanted).is_file():
+        fail("requirements", f"is {wanted!r}, missing in {app_dir}",
+             "add a pinned requirements.txt, or a pyproject.toml with its uv.lock")
 
 
-def build(raw: dict | None, host: str | None = None, where: str = "fabric.yaml") -> Settings:
+def build(raw: dict | None, host: str | None = None, where: str = "fabric.yaml",
+          project_dir: str = "", environ=None) -> Settings:
     """Validate a raw `flasksample` mapping (plus the per-host override for `host`).
 
     Every block under `hosts:` is validated, not only `host`'s: a typo in another host's
@@ -352,11 +386,11 @@ def build(raw: dict | None, host: str | None = None, where: str = "fabric.yaml")
                        "write hosts: {web1: {workers: 2}}")
     for other in per_host:
         if other != host:
-            _build_one(raw, per_host, other, where)
-    return _build_one(raw, per_host, host, where)
+            _build_one(raw, per_host, other, where, project_dir, environ)
+    return _build_one(raw, per_host, host, where, project_dir, environ)
 
 
-def _build_one(raw: dict, per_host: dict, host, where: str) -> Settings:
+def _build_one(raw: dict, per_host: dict, host, where: str, project_dir: str, environ) -> Settings:
     values = {}
     for layer, layer_where in ((raw, where), (per_host.get(host) or {}, f"{where} hosts.{host}")):
         if not isinstance(layer, dict):
@@ -365,19 +399,85 @@ def _build_one(raw: dict, per_host: dict, host, where: str) -> Settings:
             if name not in FIELDS:
                 raise _unknown(name, layer_where)
             values[name] = _coerce(name, value, layer_where)
-    settings = Settings(**values)
+    for name, value in env_overrides(environ).items():
+        values[name] = _coerce(name, value, f"environment variable {ENV_PREFIX}{name.upper()}")
+    settings = Settings(**values, project_dir=project_dir)
     _check(settings, f"{where} hosts.{host}" if per_host.get(host) else where)
+    if not settings.static_dir:
+        from deploy import detect
+
+        settings = dataclasses.replace(settings, static_dir=detect.static_folder(
+            settings.local_app_dir, settings.wsgi_module))
     return settings
+
+
+def env_overrides(environ=None) -> dict:
+    """FABRIC_FLASKSAMPLE_<NAME>=value for every setting NAME (lists: comma-separated;
+    mappings: YAML flow style, e.g. '{worker: rq worker}')."""
+    import yaml
+
+    environ = os.environ if environ is None else environ
+    out = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in FIELDS:
+            raise _unknown(name, f"environment variable {key}")
+        if isinstance(default_of(name), dict):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError:
+                raise KitError(f"environment variable {key} is not a YAML mapping",
+                               f"write it like {key}='{{name: value}}'") from None
+        out[name] = value
+    return out
+
+
+def config_files(config) -> list[tuple[str, dict]]:
+    """(path, raw flasksample mapping) of each config file Fabric loaded, strongest first."""
+    out = []
+    for level in ("runtime", "project", "user", "system"):
+        path, data = getattr(config, f"_{level}_path", None), getattr(config, f"_{level}", None)
+        if path and isinstance(data, dict) and isinstance(data.get("flasksample"), dict):
+            out.append((str(path), data["flasksample"]))
+    return out
+
+
+def origin(config, name: str, host: str | None = None, environ=None) -> str:
+    """Where a setting's value comes from: an env var, a file (and its hosts: entry), or default."""
+    environ = os.environ if environ is None else environ
+    if f"{ENV_PREFIX}{name.upper()}" in environ:
+        return f"env {ENV_PREFIX}{name.upper()}"
+    for path, raw in config_files(config):
+        per_host = raw.get(PER_HOST_KEY) or {}
+        if host and isinstance(per_host.get(host), dict) and name in per_host[host]:
+            return f"{path} hosts.{host}"
+        if name in raw:
+            return path
+    return "default"
+
+
+def _project_dir(config) -> str:
+    """The directory relative paths start from: that of the file that set app_dir, else the
+    project's (where Fabric found the fabfile or flasksample found fabric.yaml), else the cwd."""
+    for path, raw in config_files(config):
+        if "app_dir" in raw:
+            return str(Path(path).resolve().parent)
+    prefix = getattr(config, "_project_prefix", None)
+    return str(Path(prefix).resolve()) if prefix else str(Path.cwd())
 
 
 def load(config, host: str | None = None) -> Settings:
     """Settings from a Fabric/Invoke config object (`c.config`), for one host."""
     raw = config.get("flasksample", None) if hasattr(config, "get") else None
+    files = config_files(config)
+    where = Path(files[0][0]).name if files else "fabric.yaml"
     if raw is not None and not hasattr(raw, "items"):
-        raise KitError("'flasksample' in fabric.yaml must be a mapping of settings",
+        raise KitError(f"'flasksample' in {where} must be a mapping of settings",
                        "write flasksample: followed by indented name: value lines")
     plain = _plain(raw) if raw is not None else {}
-    return build(plain, host=host)
+    return build(plain, host=host, where=where, project_dir=_project_dir(config))
 
 
 def _plain(value):

@@ -5,13 +5,20 @@ supplies the values (StrictUndefined: a missing value is an error, never an empt
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from deploy import layout
-from deploy.settings import PROJECT_ROOT, Settings
+from deploy.settings import Settings
+
+# Installed (pip/pipx), the templates are package data under deploy/_templates/ (see
+# pyproject.toml); in a checkout they sit at its top, next to deploy/.
+HERE = Path(__file__).resolve().parent
+SEARCH_PATH = [HERE / "_templates", HERE.parent]
 
 _env = Environment(
-    loader=FileSystemLoader(str(PROJECT_ROOT)),
+    loader=FileSystemLoader([str(p) for p in SEARCH_PATH if p.is_dir()]),
     undefined=StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
@@ -35,6 +42,7 @@ def context(s: Settings) -> dict:
         "socket_path": layout.socket_path(s),
         "runtime_dir": layout.runtime_dir(s),
         "env_file": layout.env_file(s),
+        "gunicorn_conf": layout.kit_file(layout.current_link(s), "gunicorn.conf.py"),
     }
 
 

@@ -193,7 +193,7 @@ def test_change_script_restarts_behind_the_health_gate_and_reverts():
     assert "cp -p /srv/flasksample/shared/env /srv/flasksample/.kit/env.prev" in text
     assert 'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac' in text
     assert "systemctl restart flasksample.service" in text
-    assert "if ! kit_healthy '' 20 -H 'Host: localhost' http://127.0.0.1/healthz; then" in text
+    assert "if ! kit_healthy '' 20 -H 'Host: localhost' http://127.0.0.1/; then" in text
     assert "mv -f /srv/flasksample/.kit/env.prev /srv/flasksample/shared/env" in text
     assert "trap 'rm -f /srv/flasksample/.kit/env.prev; rm -rf /srv/flasksample/.kit/lock' EXIT" in text
     sup = envfile.change_script(settings.build({"process_manager": "supervisor"}), "me")

@@ -151,7 +151,7 @@ def test_build_names_the_release_after_the_commit(tmp_path, git_env):
     head = git(repo, "rev-parse", "--short=7", "HEAD")
     assert pkg.release == f"20261126-231500.500-{head}" and pkg.rev == head
     assert pkg.req_hash == package.requirements_hash((repo / "requirements.txt").read_bytes(), "python3")
-    assert names(pkg.data) == APP_FILES
+    assert names(pkg.data) == APP_FILES | {".flasksample/requirements.txt", ".flasksample/gunicorn.conf.py"}
 
 
 def test_build_outside_git_and_requirements_change_the_venv_hash(tmp_path):
@@ -165,14 +165,16 @@ def test_build_outside_git_and_requirements_change_the_venv_hash(tmp_path):
     assert package.build(Settings(app_dir=str(app))).req_hash == second.req_hash
 
 
-def test_build_refuses_requirements_without_gunicorn(tmp_path):
+def test_build_adds_gunicorn_when_the_app_does_not_list_it(tmp_path):
     app = write_app(tmp_path / "app", requirements="Flask==3.1.3\n")
-    with pytest.raises(KitError, match="does not list gunicorn — fix: add a pinned gunicorn line"):
-        package.build(Settings(app_dir=str(app)))
+    pkg = package.build(Settings(app_dir=str(app)))
+    pinned = package.read_member(pkg.data, ".flasksample/requirements.txt").decode()
+    assert pinned.splitlines()[0] == "Flask==3.1.3" and "gunicorn==27.0.1" in pinned.splitlines()[1]
+    assert package.read_member(pkg.data, ".flasksample/gunicorn.conf.py").startswith(b'"""gunicorn')
 
 
 def test_build_refuses_a_release_without_its_requirements(tmp_path):
     app = write_app(tmp_path / "app")
     (app / "requirements.txt").unlink()
-    with pytest.raises(KitError, match="requirements.txt is not in the packed release"):
+    with pytest.raises(KitError, match="requirements.txt is not in the release"):
         package.build(Settings(app_dir=str(app)))

@@ -50,8 +50,8 @@ supervisorctl() { echo "supervisorctl $*" >> "$KIT_CALLS"; if [ "$1" = status ];
 journalctl() { echo "journalctl $*" >> "$KIT_CALLS"; echo "app log line"; }
 curl() {
   echo "curl $*" >> "$KIT_CALLS"
-  if [ -n "${KIT_STALE:-}" ]; then printf '{"release":"%s"}' "$KIT_STALE"; return 0; fi
-  printf '{"release":"%s"}' "$(cat "$KIT_ROOT/current/REVISION")"
+  local rel; rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
+  printf 'HTTP/1.1 %s OK\r\nX-Flasksample-Release: %s\r\n\r\nkit-status %s\n' "${KIT_STATUS:-200}" "$rel" "${KIT_STATUS:-200}"
 }
 sleep() { :; }
 date() {
@@ -60,6 +60,9 @@ date() {
   else command date "$@"; fi
 }
 """
+
+
+CURL = "curl -s -m 2 -o /dev/null -D - -w kit-status %{http_code}\\n "
 
 
 def run_stubbed(run_bash, root, text, **env):
@@ -151,8 +154,8 @@ def test_health_host_header(make, domains, header):
 
 
 def test_health_curl_arguments(s):
-    assert health.through_nginx(s) == "-H 'Host: localhost' http://127.0.0.1/healthz"
-    assert health.on_socket(s, "/run/x/g.sock") == "--unix-socket /run/x/g.sock http://localhost/healthz"
+    assert health.through_nginx(s) == "-H 'Host: localhost' http://127.0.0.1/"
+    assert health.on_socket(s, "/run/x/g.sock") == "--unix-socket /run/x/g.sock http://localhost/"
 
 
 def test_kit_healthy_needs_the_wanted_release_and_gives_up_after_the_timeout(srv, run_bash):
@@ -162,12 +165,27 @@ def test_kit_healthy_needs_the_wanted_release_and_gives_up_after_the_timeout(srv
     fn = health.wait_function(s) + "\n"
     ok, calls = run_stubbed(run_bash, root, fn + f"kit_healthy {R1} 5 {health.through_nginx(s)}")
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert calls == ["curl -sf -m 2 -H Host: localhost http://127.0.0.1/healthz"] * 3
+    assert calls == [CURL + "-H Host: localhost http://127.0.0.1/"] * 3
     bad, _ = run_stubbed(run_bash, root, fn + f"kit_healthy {R2} 1 {health.through_nginx(s)}")
     assert bad.returncode == 1
-    assert bad.stdout == f'last health answer: {{"release":"{R1}"}}\n'
+    assert bad.stdout == f'last health answer: HTTP 200, release {R1}\n'
     anyrel, _ = run_stubbed(run_bash, root, fn + f"kit_healthy '' 1 {health.through_nginx(s)}")
     assert anyrel.returncode == 0
+
+
+@pytest.mark.parametrize("health_path,status,ok", [
+    ("", 200, True), ("", 302, True), ("", 404, True), ("", 500, False), ("", 503, False),
+    ("/up", 200, True), ("/up", 204, True), ("/up", 302, False), ("/up", 404, False)])
+def test_kit_healthy_judges_the_status_by_whether_the_app_has_a_health_path(
+        srv, make, run_bash, health_path, status, ok):
+    _, root, add, point = srv
+    add(R1)
+    point(R1)
+    s = make(base_dir=str(root), health_path=health_path)
+    fn = health.wait_function(s) + "\n"
+    out, _ = run_stubbed(run_bash, root, fn + f"kit_healthy {R1} 1 {health.through_nginx(s)}",
+                         KIT_STATUS=status)
+    assert (out.returncode == 0) == ok, out.stdout
 
 
 def test_health_path_reaches_curl_verbatim(srv, make, run_bash):
@@ -177,7 +195,7 @@ def test_health_path_reaches_curl_verbatim(srv, make, run_bash):
     s = make(base_dir=str(root), health_path="/healthz?deep=1&x=2")
     fn = health.wait_function(s) + "\n"
     _, calls = run_stubbed(run_bash, root, fn + f"kit_healthy {R1} 5 {health.through_nginx(s)}")
-    assert calls and calls[0] == "curl -sf -m 2 -H Host: localhost http://127.0.0.1/healthz?deep=1&x=2"
+    assert calls and calls[0] == CURL + "-H Host: localhost http://127.0.0.1/healthz?deep=1&x=2"
 
 
 # -- prepare ---------------------------------------------------------------------------------
@@ -191,9 +209,9 @@ def test_venv_lines_exact(s):
         "  echo 'building venv abc123 (requirements changed)'",
         "  rm -rf /srv/flasksample/venvs/abc123 && python3 -m venv /srv/flasksample/venvs/abc123",
         "  /srv/flasksample/venvs/abc123/bin/pip install -q --disable-pip-version-check --no-input "
-        f"-r /srv/flasksample/releases/{R1}/requirements.txt >/run/flasksample-kit/pip.log 2>&1 || "
+        f"-r /srv/flasksample/releases/{R1}/.flasksample/requirements.txt >/run/flasksample-kit/pip.log 2>&1 || "
         "{ tail -n 5 /run/flasksample-kit/pip.log; rm -rf /srv/flasksample/venvs/abc123; "
-        "echo '::error pip install -r requirements.txt failed'; exit 1; }",
+        "echo '::error pip install of the pinned requirements failed (its log is above)'; exit 1; }",
         "  touch /srv/flasksample/venvs/abc123/.complete",
         "fi",
         f"ln -sfn ../../venvs/abc123 /srv/flasksample/releases/{R1}/.venv",
@@ -245,10 +263,10 @@ def test_preflight_boots_the_release_alone_as_the_app_user(s):
     assert lines[0] == ("rm -rf /run/flasksample-preflight && install -d -o flasksample -g flasksample "
                         "-m 700 /run/flasksample-preflight")
     assert lines[1].startswith("(cd / && exec setsid runuser -u flasksample -- sh -c ")
-    assert (f"exec {rel}/.venv/bin/gunicorn --chdir {rel} --config {rel}/gunicorn.conf.py "
+    assert (f"exec {rel}/.venv/bin/gunicorn --chdir {rel} --config {rel}/.flasksample/gunicorn.conf.py "
             "--bind unix:/run/flasksample-preflight/gunicorn.sock --workers 1 --no-control-socket serve:app") in lines[1]
     assert lines[3] == ("if ! KIT_WATCH_PID=$pf_pid kit_healthy '' 20 --unix-socket /run/flasksample-preflight/gunicorn.sock "
-                        "http://localhost/healthz; then")
+                        "http://localhost/; then")
     assert any(l.strip().endswith(f"exit {release.PREFLIGHT_EXIT}") for l in lines)
 
 

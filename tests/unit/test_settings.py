@@ -20,7 +20,7 @@ def error_of(raw, host=None) -> str:
 
 def test_defaults_are_valid_and_derive_the_server_paths():
     s = build({})
-    assert s == Settings()
+    assert s == Settings(static_dir="static")  # detected: app/ has serve.py (module), no package
     assert (s.root, s.app_user, s.wsgi_module) == ("/srv/flasksample", "flasksample", "serve")
     assert build({"base_dir": "/opt/shop", "app_name": "shop"}).root == "/opt/shop"
 
@@ -98,8 +98,15 @@ def test_env_values_become_strings():
      "service/user name — fix: use lowercase letters, digits, '-' or '_', starting with a "
      "letter (max 32)"),
     ({"app_name": "a" * 33}, None),
-    ({"wsgi": "serve"}, "setting 'wsgi' in fabric.yaml is 'serve', not module:attribute — "
-     "fix: write it like serve:app"),
+    ({"wsgi": "serve"}, "setting 'wsgi' in fabric.yaml is 'serve', not module:attribute or "
+     "module:factory() — fix: write it like serve:app or shop:create_app()"),
+    ({"wsgi": "shop:create_app(1)"}, None),
+    ({"wsgi": "shop:create_app()\n"}, None),
+    ({"processes": {"Worker": "rq worker"}}, "setting 'processes' in fabric.yaml has a bad name "
+     "'Worker' — fix: name each process with lowercase letters, digits and '-', like worker"),
+    ({"processes": {"worker": " "}}, None),
+    ({"release_command": "a\nb"}, None),
+    ({"static_dir": "../etc"}, None),
     ({"process_manager": "runit"}, "setting 'process_manager' in fabric.yaml is 'runit' — "
      "fix: use 'systemd' or 'supervisor'"),
     ({"host_key_policy": "yes"}, "setting 'host_key_policy' in fabric.yaml is 'yes' — "
@@ -150,10 +157,8 @@ def test_wsgi_module_must_exist_in_app_dir():
     assert "names module 'nosuchmodule', but " in message and "nosuchmodule.py does not exist" in message
 
 
-def test_app_dir_needs_gunicorn_conf_and_requirements(tmp_path):
+def test_app_dir_needs_requirements_but_no_gunicorn_conf(tmp_path):
     (tmp_path / "serve.py").write_text("app = None\n")
-    assert "has no gunicorn.conf.py" in error_of({"app_dir": str(tmp_path)})
-    (tmp_path / "gunicorn.conf.py").write_text("")
     assert "setting 'requirements' in fabric.yaml is 'requirements.txt', missing in" in \
         error_of({"app_dir": str(tmp_path)})
     (tmp_path / "requirements.txt").write_text("gunicorn==27.0.1\n")
@@ -223,7 +228,7 @@ def test_load_from_an_invoke_config_with_overrides():
 
 
 def test_load_without_a_flasksample_section_gives_defaults():
-    assert load(Config()) == Settings()
+    assert load(Config()) == Settings(static_dir="static")
 
 
 def test_load_refuses_a_non_mapping_section():
@@ -235,12 +240,13 @@ def test_load_refuses_a_non_mapping_section():
 
 def test_describe_lists_every_setting_with_default_and_doc():
     rows = describe()
-    assert [name for name, _, _ in rows] == [f.name for f in dataclasses.fields(Settings)]
+    assert [name for name, _, _ in rows] == [f.name for f in dataclasses.fields(Settings)
+                                             if f.name != "project_dir"]
     defaults = Settings()
     for name, default, text in rows:
         assert default == getattr(defaults, name), name
         assert text and "\n" not in text, name
-    assert ("workers", 0, "gunicorn workers; 0 keeps gunicorn.conf.py's (2 x cores + 1)") in rows
+    assert ("workers", 0, "gunicorn workers; 0 = the app's gunicorn.conf.py, else 2 x cores + 1") in rows
     assert ("process_manager", "systemd", "who supervises gunicorn: 'systemd' or 'supervisor'") in rows
 
 

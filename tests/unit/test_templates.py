@@ -16,7 +16,7 @@ ALL = ["systemd/app.service.j2", "systemd/app.socket.j2", "nginx/site.conf.j2",
 
 EXEC_START = ("ExecStart=/srv/flasksample/current/.venv/bin/gunicorn "
               "--chdir /srv/flasksample/current "
-              "--config /srv/flasksample/current/gunicorn.conf.py "
+              "--config /srv/flasksample/current/.flasksample/gunicorn.conf.py "
               "--control-socket /run/flasksample/gunicorn.ctl serve:app")
 
 
@@ -100,7 +100,7 @@ def test_service_follows_app_name_base_dir_and_wsgi(make):
     out = lines(templates.render("systemd/app.service.j2",
                                  make(app_name="shop", base_dir="/opt/shop", wsgi="serve:app")))
     assert ("ExecStart=/opt/shop/current/.venv/bin/gunicorn --chdir /opt/shop/current "
-            "--config /opt/shop/current/gunicorn.conf.py --control-socket /run/shop/gunicorn.ctl "
+            "--config /opt/shop/current/.flasksample/gunicorn.conf.py --control-socket /run/shop/gunicorn.ctl "
             "serve:app") in out
     assert "EnvironmentFile=-/opt/shop/shared/env" in out
     assert "User=shop" in out and "Requires=shop.socket" in out
@@ -191,7 +191,7 @@ def test_static_location_and_alias_agree_on_the_trailing_slash(make):
 
 SUP_COMMAND = ("command=/bin/sh -c 'set -a; [ -r /srv/flasksample/shared/env ] && "
                ". /srv/flasksample/shared/env; set +a; exec /srv/flasksample/current/.venv/bin/gunicorn "
-               "--chdir /srv/flasksample/current --config /srv/flasksample/current/gunicorn.conf.py "
+               "--chdir /srv/flasksample/current --config /srv/flasksample/current/.flasksample/gunicorn.conf.py "
                "--bind unix:/run/flasksample/gunicorn.sock --umask 0007 --no-control-socket serve:app'")
 
 

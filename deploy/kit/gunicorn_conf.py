@@ -1,0 +1,70 @@
+"""gunicorn settings the kit ships in every release (.flasksample/gunicorn.conf.py).
+
+The kit's production defaults come first; the app's own gunicorn.conf.py, when its release has
+one, is read after them and wins. The process manager passes what is host-specific on the
+command line (socket, control socket, chdir, workers when set).
+
+post_worker_init adds the header `X-Flasksample-Release: <release id>` to every response, read
+from the REVISION file the kit writes into the release: the deploy's health gate uses it to
+prove, through nginx, that the new release is the one answering, without any help from the app.
+"""
+import multiprocessing
+import os
+import runpy
+import types
+
+RELEASE_HEADER = "X-Flasksample-Release"
+
+# Where to listen when nothing else is given. Under systemd the socket comes from the socket
+# unit (LISTEN_FDS) and this is ignored; under supervisor the program passes --bind.
+bind = "127.0.0.1:8000"
+# gunicorn's rule of thumb (2 x cores + 1); the `workers:` setting overrides it per host.
+workers = multiprocessing.cpu_count() * 2 + 1
+# A request may take this long before its worker is replaced.
+timeout = 30
+# On reload/stop, workers get this long to finish the requests they are serving.
+graceful_timeout = 20
+# nginx in front reuses upstream connections only if asked to.
+keepalive = 5
+# Logs to stdout/stderr: journald or supervisor collects them.
+accesslog = "-"
+errorlog = "-"
+access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
+# Never preload: a reload (HUP) must import the app again so new code is served.
+preload_app = False
+
+_release_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_app_conf = os.path.join(_release_dir, "gunicorn.conf.py")
+if os.path.isfile(_app_conf):
+    for _name, _value in runpy.run_path(_app_conf).items():
+        if not _name.startswith("_") and not isinstance(_value, types.ModuleType):
+            globals()[_name] = _value
+
+_app_post_worker_init = globals().get("post_worker_init")
+
+
+def _read_release(directory):
+    try:
+        with open(os.path.join(directory, "REVISION")) as f:
+            return f.read().strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def _with_release(app, release):
+    header = (RELEASE_HEADER, release)
+
+    def application(environ, start_response):
+        def start(status, headers, exc_info=None):
+            return start_response(status, list(headers) + [header], exc_info)
+
+        return app(environ, start)
+
+    return application
+
+
+def post_worker_init(worker):
+    # cfg.chdir names the release (`current` under the process manager) this worker imported.
+    worker.wsgi = _with_release(worker.wsgi, _read_release(worker.cfg.chdir or os.getcwd()))
+    if _app_post_worker_init is not None and _app_post_worker_init is not post_worker_init:
+        _app_post_worker_init(worker)
