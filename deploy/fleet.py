@@ -166,6 +166,10 @@ def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None 
     global _limit
     _limit = base.parallel
     conns = {r.name: connection(c, r) for r in t.members + web + lb}
+    for r in web:  # before any connection: the app must not be the account fab logs in as
+        if conns[r.name].user == by_name[r.name].app_name:
+            raise KitError(f"{r.name}: app_name '{conns[r.name].user}' is the account fab logs in "
+                           "as; the app would share its rights", "give the app a name of its own")
     members = [Member(r.name, by_name[r.name].upstream_address or conns[r.name].host)
                for r in t.members]
     fleet = Fleet([Remote(conns[r.name]) for r in web], [Remote(conns[r.name]) for r in lb],

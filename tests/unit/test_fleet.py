@@ -141,3 +141,14 @@ def test_each_is_bounded_and_reports_every_failed_host(monkeypatch):
     with pytest.raises(KitError) as exc:
         fleet.each(["ok", "x", "y"], fn)
     assert str(exc.value) == "2 hosts failed: x broke | y broke"
+
+
+def test_app_name_may_not_be_the_login_user(run, monkeypatch):
+    from deploy import settings
+
+    monkeypatch.setattr(settings, "RESERVED_NAMES", frozenset())  # 'deploy' is reserved too
+    real_load = settings.load
+    monkeypatch.setattr(fleet.settings_mod, "load", lambda config, host=None: settings.build(
+        {"app_name": "deploy"}) if host else real_load(config))
+    with pytest.raises(KitError, match="app_name 'deploy' is the account fab logs in as"):
+        run(["deploy@a"])

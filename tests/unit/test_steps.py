@@ -344,3 +344,32 @@ def test_switch_on_a_fresh_manager_removes_then_installs(make):
     lines = by_step(plan(s, f))["supervisor-units"].lines
     assert lines[:3] == systemd.remove(s)
     assert lines[3] == "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage"
+
+
+# -- P5: existing accounts and vendor units are never adopted ---------------------------------
+
+@pytest.mark.parametrize("answer", ["flasksample:/home/flasksample:/bin/bash",
+                                    "flasksample:/srv/flasksample:/bin/bash",
+                                    "flasksample:/var/www:/usr/sbin/nologin"])
+def test_an_existing_account_the_kit_did_not_make_is_refused(s, answer):
+    from deploy.errors import KitError
+
+    f = bare(s)
+    f["user:flasksample"] = answer
+    with pytest.raises(KitError, match="already exists on the host and is not one the kit made"):
+        plan(s, f)
+
+
+def test_the_kits_own_account_is_kept(s):
+    f = bare(s)
+    f["user:flasksample"] = "flasksample:/srv/flasksample:/usr/sbin/nologin"
+    assert not {ch.step: ch for ch in plan(s, f)}["user"].changed
+
+
+def test_a_vendor_unit_of_the_same_name_is_refused(s):
+    from deploy.errors import KitError
+
+    f = bare(s)
+    f["exists:/usr/lib/systemd/system/flasksample.service"] = "yes"
+    with pytest.raises(KitError, match="a service the system already has"):
+        plan(s, f)
