@@ -10,6 +10,7 @@ import sys
 from invoke import task
 from invoke.exceptions import Exit
 
+from deploy import fastexit
 from deploy.errors import KitError
 
 
@@ -19,8 +20,11 @@ def kit_task(*args, **kwargs):
     def decorate(fn):
         @functools.wraps(fn)
         def wrapper(*a, **kw):
+            ok = False
             try:
-                return fn(*a, **kw)
+                result = fn(*a, **kw)
+                ok = True
+                return result
             except KitError as e:
                 raise Exit(f"error: {e}", code=1)
             except KeyboardInterrupt:
@@ -28,6 +32,8 @@ def kit_task(*args, **kwargs):
             except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
                 os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
                 raise Exit(code=0)
+            finally:
+                fastexit.task_done(ok)
 
         return task(*args, **kwargs)(wrapper)
 
