@@ -3,7 +3,8 @@
 Scripts run as root: directly when connected as root, else through `sudo -n` (or Fabric's
 sudo with --prompt-for-sudo-password). SSH and sudo failures become one-line KitErrors;
 `::step NAME TIME` lines in a script's output time its steps, `::error MESSAGE` lines
-become the error a failed script reports.
+become the error a failed script reports, `::progress TEXT` lines are shown while the script
+runs (long steps: apt) when the caller asks for progress.
 """
 from __future__ import annotations
 
@@ -26,6 +27,24 @@ class WholeStream(io.StringIO):
 
     def read(self, size: int | None = -1) -> str:
         return super().read()
+
+
+PROGRESS = "::progress "
+
+
+class ProgressLines(io.TextIOBase):
+    """stdout sink of a running script: hands each complete `::progress TEXT` line to `show`
+    as it arrives (the whole output is still parsed at the end)."""
+
+    def __init__(self, show):
+        self.show, self.partial = show, ""
+
+    def write(self, data: str) -> int:
+        *lines, self.partial = (self.partial + data).split("\n")
+        for line in lines:
+            if line.startswith(PROGRESS):
+                self.show(line[len(PROGRESS):])
+        return len(data)
 
 
 def root_command(script: str, as_root: bool, password: bool = False) -> str:
@@ -61,6 +80,8 @@ def parse_output(stdout: str, stderr: str, code: int, started: float) -> Outcome
             marks.append((name, float(ts)))
         elif line.startswith("::error "):
             error = line[len("::error "):]
+        elif line.startswith(PROGRESS):
+            continue
         else:
             lines.append(line)
     # Durations use the server's clock only (differences between its own marks); the last
@@ -108,15 +129,18 @@ class Remote:
             raise KitError(f"{self.label}: cannot connect to {host}:{port} ({reason})",
                            "check the address and that sshd is running there") from None
 
-    def run(self, script: str, *, stream: bool = False, stdin: str | None = None) -> Outcome:
-        """Run a bash script as root; never raises for a non-zero exit (see Outcome)."""
+    def run(self, script: str, *, stream: bool = False, stdin: str | None = None,
+            progress=None) -> Outcome:
+        """Run a bash script as root; never raises for a non-zero exit (see Outcome).
+        `progress(text)` is called with each `::progress` line as the script prints it."""
         self.connect()
         started = time.time()
         password = None if self.as_root else self.conn.config.get("sudo", {}).get("password")
         feed = (f"{password}\n" if password else "") + (stdin or "")
         try:
             result = self.conn.run(root_command(script, self.as_root, bool(password)), pty=False,
-                                   hide=not stream, warn=True,
+                                   hide="stderr" if progress else not stream, warn=True,
+                                   out_stream=ProgressLines(progress) if progress else None,
                                    in_stream=WholeStream(feed) if feed else False)
         except UnexpectedExit as e:  # only reached if warn is overridden by config
             result = e.result

@@ -47,6 +47,7 @@ URL_PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99})+/", re.A)
 URL_PATH_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99})*/?(?:\?[A-Za-z0-9._~=&-]*)?",
                          re.A)
 PYTHON_RE = re.compile(rf"python3(?:\.[0-9]{{1,2}})?|(?:/{_SEGMENT})+", re.A)
+APT_PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}", re.A)  # Debian policy 5.6.1
 # base_dir may not be (or be under) a directory the system owns
 SYSTEM_DIRS = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root",
                "/sbin", "/sys", "/usr", "/var/lib", "/var/log")
@@ -143,6 +144,10 @@ class Settings:
     shared_dirs: list = doc("directories in each release linked to shared/ (kept across "
                             "releases, writable by the app), e.g. [instance, uploads]", [])
     python: str = doc("interpreter used to create the venv on the server", "python3")
+    apt_packages: list = doc("extra Debian packages setup installs, e.g. [libpq-dev, "
+                             "build-essential]", [])
+    apt_lock_wait: int = doc("seconds setup waits for the dpkg lock (held by cloud-init or "
+                             "unattended-upgrades after a VM boots) before it gives up", 300)
     host_key_policy: str = doc("'strict' (refuse unknown keys) or 'accept-new' (as OpenSSH)",
                                "strict")
     switch_batch: int = doc("hosts switched at once in a multi-host deploy; 0 = all together "
@@ -329,6 +334,12 @@ def _check(s: Settings, where: str) -> None:
              "name a file inside app_dir, e.g. requirements.txt (no '..', no leading '/' or '.')")
     if not PYTHON_RE.fullmatch(s.python):
         fail("python", f"is {s.python!r}", "use python3, python3.N or an absolute path")
+    for package in s.apt_packages:
+        if not APT_PACKAGE_RE.fullmatch(package):
+            fail("apt_packages", f"has {package!r}, not a Debian package name",
+                 "list package names like libpq-dev (lowercase letters, digits, '+', '-', '.')")
+    if not 0 <= s.apt_lock_wait <= 3600:
+        fail("apt_lock_wait", f"is {s.apt_lock_wait}", "use 0 to 3600 seconds")
     for path in s.shared_dirs:
         if not REL_PATH_RE.fullmatch(path):
             fail("shared_dirs", f"has {path!r}", "list paths relative to the release, like uploads")

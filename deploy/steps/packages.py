@@ -1,25 +1,30 @@
-"""Setup step: the Debian packages an app host needs (installed only when missing)."""
+"""Setup step: the Debian packages an app host needs, plus the user's `apt_packages`.
+
+Only missing packages are installed, by the shell program in packages.sh: it waits (bounded
+by `apt_lock_wait`) for the dpkg lock a fresh cloud VM's cloud-init or unattended-upgrades
+hold after boot, and shows apt's output as it happens.
+"""
 from __future__ import annotations
 
+from pathlib import Path
+
 from deploy import facts
-from deploy.shell import scratch
+from deploy.shell import q, scratch
 from deploy.steps import Change
 
 BASE_PACKAGES = ["nginx", "python3-venv", "curl"]
+PROGRAM = Path(__file__).with_name("packages.sh")
 
 
 def wanted(s) -> list[str]:
     extra = ["supervisor"] if s.process_manager == "supervisor" else []
-    return BASE_PACKAGES + extra
+    return list(dict.fromkeys(BASE_PACKAGES + extra + list(s.apt_packages)))
 
 
-def install_line(names: list[str]) -> str:
-    """apt-get install, refreshing the package lists once if the first attempt fails."""
-    args = " ".join(names)
-    install = f"apt-get install -y -q --no-install-recommends {args}"
-    log = scratch("apt.log")
-    return f"{{ {install} || {{ apt-get update -q && {install}; }}; }} >{log} 2>&1 " \
-           f"|| {{ tail -n 5 {log}; echo '::error apt-get install {args} failed'; exit 1; }}"
+def install_lines(names: list[str], lock_wait: int) -> list[str]:
+    """The program's functions, then one call installing `names` (validated Debian names)."""
+    return [f"APT_LOG={scratch('apt.log')}", PROGRAM.read_text(),
+            f"apt_install {int(lock_wait)} {' '.join(q(n) for n in names)}"]
 
 
 class Packages:
@@ -38,4 +43,5 @@ class Packages:
         missing = [p for p in self.wanted(s) if f.get(f"pkg:{p}") != "installed"]
         if not missing:
             return Change(self.name)
-        return Change(self.name, "install " + " ".join(missing), [install_line(missing)])
+        return Change(self.name, "install " + " ".join(missing),
+                      install_lines(missing, s.apt_lock_wait))

@@ -39,7 +39,8 @@ def setup(remote: Remote, s: Settings, steps=None) -> list[Change]:
     changes = plan(s, read_facts(remote, s, steps), steps)
     timings: dict[str, float] = {}
     if any(ch.changed for ch in changes):
-        out = remote.must(apply_script(changes), "setup")
+        out = remote.must(apply_script(changes), "setup",
+                          progress=lambda text: report.host_say(remote.label, f"  {text}"))
         timings = dict(out.steps)
     for ch in changes:
         report.host_say(remote.label, report.step_line(

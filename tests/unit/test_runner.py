@@ -11,7 +11,7 @@ import pytest
 
 from deploy.tasks import deploy as deployer
 from deploy.errors import KitError
-from deploy.runner import Outcome, Remote, parse_output, root_command
+from deploy.runner import Outcome, ProgressLines, Remote, parse_output, root_command
 from deploy.shell import q
 
 
@@ -61,6 +61,17 @@ def test_step_times_do_not_depend_on_the_servers_clock():
     skewed = started - 3600  # the server's clock is an hour behind
     out = parse_output(f"::step a {skewed}\n::step b {skewed + 1}\n", "", 0, started=started)
     assert all(t <= time.time() - started + 1.0 for _, t in out.steps), out.steps
+
+
+def test_progress_lines_are_shown_as_they_arrive_and_left_out_of_the_output():
+    shown = []
+    sink = ProgressLines(shown.append)
+    sink.write("::progress apt: Get:1 ngi")
+    assert shown == []  # only complete lines
+    sink.write("nx\nplain\n::step x 1.0\n::progress apt: Setting up nginx\n")
+    assert shown == ["apt: Get:1 nginx", "apt: Setting up nginx"]
+    out = parse_output("::progress a\nplain\n", "", 0, started=0.0)
+    assert out.lines == ["plain"]
 
 
 # -- Remote with a fake Fabric connection ----------------------------------------------------

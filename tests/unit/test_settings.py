@@ -136,6 +136,12 @@ def test_env_values_become_strings():
      "not a directory here — fix: point it at the directory holding your Flask app"),
     ({"wsgi": "nosuchmodule:app"}, None),
     ({"requirements": "missing.txt"}, None),
+    ({"apt_packages": ["libpq-dev", "x; rm -rf /"]}, "setting 'apt_packages' in fabric.yaml has "
+     "'x; rm -rf /', not a Debian package name — fix: list package names like libpq-dev "
+     "(lowercase letters, digits, '+', '-', '.')"),
+    ({"apt_packages": ["libpq-dev\n"]}, None),
+    ({"apt_packages": ["-o"]}, None),
+    ({"apt_lock_wait": -1}, "setting 'apt_lock_wait' in fabric.yaml is -1 — fix: use 0 to 3600 seconds"),
 ])
 def test_bad_values_are_one_line_errors_naming_problem_and_fix(raw, expected):
     message = error_of(raw)

@@ -11,7 +11,7 @@ from deploy.managers import supervisor, systemd
 from deploy.tasks.setup import apply_script, plan
 from deploy.shell import write_file
 from deploy.steps import ordered
-from deploy.steps.packages import install_line
+from deploy.steps.packages import install_lines
 
 BARE_ANSWER = {"pkg": MISSING, "user": MISSING, "dir": MISSING, "sha": MISSING,
                "link": MISSING, "exists": "no", "enabled": "", "active": ""}
@@ -95,7 +95,7 @@ def test_bare_host_changes_every_step(make, manager):
 
 def test_bare_host_plan_lines(s):
     steps = by_step(plan(s, bare(s)))
-    assert steps["packages"].lines == [install_line(["nginx", "python3-venv", "curl"])]
+    assert steps["packages"].lines == install_lines(["nginx", "python3-venv", "curl"], 300)
     assert steps["packages"].summary == "install nginx python3-venv curl"
     assert steps["user"].lines == [
         "useradd --system --user-group --home-dir /srv/flasksample --no-create-home "
@@ -128,7 +128,7 @@ def test_bare_host_plan_lines(s):
 def test_bare_host_supervisor_plan(make):
     s = make(process_manager="supervisor")
     steps = by_step(plan(s, bare(s)))
-    assert steps["packages"].lines == [install_line(["nginx", "python3-venv", "curl", "supervisor"])]
+    assert steps["packages"].lines == install_lines(["nginx", "python3-venv", "curl", "supervisor"], 300)
     conf = templates.render("supervisor/app.conf.j2", s)
     tmpfiles = templates.render("supervisor/tmpfiles.conf.j2", s)
     assert steps["supervisor-units"].lines == [
@@ -148,11 +148,21 @@ def test_bare_host_supervisor_plan(make):
     ]
 
 
-def test_install_line_retries_after_apt_update_and_reports_one_error():
-    assert install_line(["nginx", "curl"]) == (
-        "{ apt-get install -y -q --no-install-recommends nginx curl || { apt-get update -q && "
-        "apt-get install -y -q --no-install-recommends nginx curl; }; } >/run/flasksample-kit/apt.log 2>&1 "
-        "|| { tail -n 5 /run/flasksample-kit/apt.log; echo '::error apt-get install nginx curl failed'; exit 1; }")
+def test_install_lines_wait_for_the_lock_then_install_the_missing_packages():
+    lines = install_lines(["nginx", "curl"], 45)
+    assert lines[0] == "APT_LOG=/run/flasksample-kit/apt.log"
+    assert "apt_wait_for_lock()" in lines[1] and "apt_install()" in lines[1]
+    assert lines[-1] == "apt_install 45 nginx curl"
+
+
+def test_apt_packages_are_added_once_and_only_when_missing(make):
+    s = make(apt_packages=["libpq-dev", "curl", "build-essential"], apt_lock_wait=10)
+    f = converged(s)
+    f["pkg:libpq-dev"] = MISSING
+    f["pkg:build-essential"] = MISSING
+    ch = by_step(plan(s, f))["packages"]
+    assert ch.summary == "install libpq-dev build-essential"
+    assert ch.lines[-1] == "apt_install 10 libpq-dev build-essential"
 
 
 @pytest.mark.parametrize("manager", ["systemd", "supervisor"])
@@ -301,7 +311,7 @@ def test_missing_package_only(make):
     f = converged(s)
     f["pkg:supervisor"] = "config-files"
     ch = by_step(plan(s, f))["packages"]
-    assert (ch.summary, ch.lines) == ("install supervisor", [install_line(["supervisor"])])
+    assert (ch.summary, ch.lines) == ("install supervisor", install_lines(["supervisor"], 300))
 
 
 def test_wrong_directory_mode_is_fixed_alone(s):
