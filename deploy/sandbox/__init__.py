@@ -7,8 +7,8 @@ Each host looks like a fresh cloud VM: systemd as PID 1, sshd on port 22 at 10.2
     host = up()            # SandboxHost(name="fs1", address="10.231.1.2", ...)
     down(host.name)
 """
-from deploy.sandbox.manager import down, list_hosts, up
+from deploy.sandbox.manager import down, list_hosts, restart, up
 from deploy.sandbox.paths import state_dir
 from deploy.sandbox.state import SandboxHost
 
-__all__ = ["up", "down", "list_hosts", "SandboxHost", "state_dir"]
+__all__ = ["up", "down", "restart", "list_hosts", "SandboxHost", "state_dir"]

@@ -1,4 +1,4 @@
-"""up / down / list_hosts: the sandbox's public operations, in the order that keeps them safe.
+"""up / down / restart / list_hosts: the sandbox's public operations, in the order that keeps them safe.
 
 Checks come first and raise KitError before anything changes. Names, indexes, the shared NAT
 rules and the ssh files are only touched under one file lock, so parallel `up`s (threads or
@@ -181,6 +181,29 @@ def up(name: str | None = None, log=lambda msg: None,
     # the user's own known_hosts may still hold an earlier host's key for this address/name
     for note in trust.stale_notes(host.address, host.name, record["hostkey"]):
         log(note)
+    return host
+
+
+def restart(name: str) -> SandboxHost:
+    """Boot a host again on the same root, address and keys once its system has stopped: a
+    `systemctl reboot` inside makes nspawn exit (a host still running is powered off first)."""
+    check_machine()
+    record = next((r for r in state.read_records() if r["name"] == name and r.get("index")), None)
+    if record is None:
+        raise KitError(f"no sandbox host named {name}", "fab sandbox.list")
+    machine.stop(name, record.get("pid"))
+    host = state.host_from_record(record)
+    record["pid"], record["ready"] = machine.launch(name), False
+    state.write_record(record)
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    try:
+        machine.wait_ssh_port(name, host.address, record["pid"], BOOT_TIMEOUT)
+        machine.wait_system_running(name, host.ssh_config, deadline - time.monotonic())
+    except RuntimeError as e:
+        raise KitError(f"sandbox host {name} did not come back: {e}",
+                       f"read {machine.log_path(name)}, or remove it: fab sandbox.down --name {name}") from e
+    record["ready"] = True
+    state.write_record(record)
     return host
 
 

@@ -146,6 +146,18 @@ def disk_full(host, path: str, spare_kib: int = 0):
         nsenter(host, f"umount -l {path}", check=False)
 
 
+def reboot(host, root) -> None:
+    """`systemctl reboot` inside the host; once nspawn has exited, boot it again (same root)."""
+    from deploy.sandbox import restart, state
+    from deploy.sandbox.state import pid_alive
+
+    pid = next(r for r in state.read_records() if r["name"] == host.name)["pid"]
+    nsenter(host, "systemctl reboot")
+    wait_for("the host's system to stop", lambda: not pid_alive(pid), timeout=60, every=0.1)
+    root.close()  # its connection died with the host's sshd
+    restart(host.name)
+
+
 def releases(root) -> list[str]:
     return root.run(f"ls -1 {ROOT}/releases", hide=True).stdout.split()
 
