@@ -259,3 +259,17 @@ def change_script(s, holder: str) -> str:
         "fi",
         f"echo 'applied: {s.app_name} restarted ({m.NAME}) with the new environment and is healthy'",
     )
+
+
+def digest_script(s) -> str:
+    """Print `::digest NAME HASH` for every variable in the env file, HASH a sha256 of the
+    line keyed by a salt read from stdin: `fab env.list` compares hosts with it; without the
+    salt (one per run, never stored) the hash says nothing about the value."""
+    return script(
+        "IFS= read -r salt",
+        f"[ -r {q(layout.env_file(s))} ] || exit 0",
+        "while IFS= read -r line; do",
+        "  case \"$line\" in [A-Za-z_]*=*) ;; *) continue ;; esac",
+        "  echo \"::digest ${line%%=*} $(printf '%s\\n%s' \"$salt\" \"$line\" | sha256sum | cut -c1-16)\"",
+        f"done < {q(layout.env_file(s))}",
+    )

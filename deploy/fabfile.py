@@ -2,6 +2,7 @@
 
     fab -H deploy@web1 setup deploy        set up a bare Debian/Ubuntu host, ship the app
     fab -H web1,web2 deploy                 several hosts: prepared in parallel, switched together
+    fab setup deploy                        the hosts of servers: {web: [...], lb: [...]} in fabric.yaml
     fab -H web1 status | logs -f | rollback | restart | releases
     fab -H web1 trust [--fingerprint SHA256:…]   check and record a host's SSH key
     fab -H web1 env.set SECRET_KEY | env.list | env.unset NAME   the app's secrets on the server
@@ -16,76 +17,74 @@ from deploy.tasks import secrets
 from deploy.tasks import setup as provision
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
-from deploy.fleet import each, remotes_for_run, remotes_with_settings
+from deploy.fleet import Fleet, each, on_hosts, remotes_for_run
+from deploy.logfilter import check_since
+from deploy.tasks import balance, overview
 from deploy.sandbox.tasks import sandbox as sandbox_ns
 
 
-@kit_task
-def setup(c):
-    """Turn a bare Debian/Ubuntu server into an app host (idempotent; reports each change)."""
-    remotes, settings_for = remotes_with_settings(c, "setup")
-    if remotes:
-        each(remotes, lambda r: provision.setup(r, settings_for(r)))
-        each(remotes, lambda r: secrets.sync_settings(r, settings_for(r)))  # env: → env file
+@on_hosts(roles=("web", "lb"))
+def setup(fleet):
+    """Turn bare Debian/Ubuntu servers into app hosts, and lb hosts into the load balancer
+    over them (idempotent; reports each change)."""
+    each(fleet.web, lambda r: provision.setup(r, fleet.settings_for(r)))
+    each(fleet.web, lambda r: secrets.sync_settings(r, fleet.settings_for(r)))  # env: → env file
+    balance.setup_balancers(fleet)
 
 
-@kit_task(help={"force": "break a deploy lock left by a dead deploy"})
-def deploy(c, force=False):
-    """Ship the app: new release, health-gated zero-downtime switch, automatic rollback."""
-    remotes, settings_for = remotes_with_settings(c, "deploy")
-    if remotes:
-        deployer.deploy(remotes, settings_for, force=force)
+@on_hosts(roles=("web", "lb"), help={"force": "break a deploy lock left by a dead deploy"})
+def deploy(fleet, force=False):
+    """Ship the app: new release, health-gated zero-downtime switch (batch by batch through
+    the load balancer with switch_batch), automatic rollback of every host."""
+    balance.deploy(fleet, force=force)
 
 
-@kit_task(help={"to": "release id to go back to (default: the one before current)",
+@on_hosts(help={"to": "release id to go back to (default: the one before current)",
                 "force": "break a deploy lock left by a dead deploy"})
-def rollback(c, to=None, force=False):
+def rollback(fleet, to=None, force=False):
     """Switch back to the previous release (or --to RELEASE), health-gated."""
-    remotes, settings_for = remotes_with_settings(c, "rollback")
-    if remotes:
-        deployer.rollback(remotes, settings_for, to=to, force=force)
+    deployer.rollback(fleet.web, fleet.settings_for, to=to, force=force)
 
 
-def _show_on_each(c, task, build, parallel=True):
-    """Run the script `build(settings)` on every host of the run and print its output."""
-    remotes, settings_for = remotes_with_settings(c, task)
-    if remotes:
-        each(remotes, lambda r: deployer.show(r, r.must(build(settings_for(r)), task)), parallel)
+def _show_on_each(fleet: Fleet, task, build, parallel=True):
+    """Run the script `build(settings)` on every web host of the run and print its output."""
+    each(fleet.web, lambda r: deployer.show(r, r.must(build(fleet.settings_for(r)), task)), parallel)
 
 
-@kit_task
-def restart(c):
+@on_hosts()
+def restart(fleet):
     """Restart the app's gunicorn (no request dropped) and wait until it is healthy."""
-    _show_on_each(c, "restart", service.restart_script)
+    _show_on_each(fleet, "restart", service.restart_script)
 
 
-@kit_task
-def status(c):
-    """Service state, current release, uptime, workers and the health answer."""
-    _show_on_each(c, "status", service.status_script, parallel=False)
+@on_hosts(roles=("web", "lb"), connect=False)
+def status(fleet):
+    """One table for all hosts: release, process state, health, lock; drift flagged."""
+    for line in overview.status(fleet):
+        say(line)
 
 
-@kit_task
-def releases(c):
+@on_hosts()
+def releases(fleet):
     """The releases on the server (current marked) and the last deploys."""
-    _show_on_each(c, "releases", release.list_script, parallel=False)
+    _show_on_each(fleet, "releases", release.list_script, parallel=False)
 
 
-@kit_task(help={"follow": "keep printing new lines", "number": "how many lines (default 50)",
-                "since": "journalctl time, e.g. '10 min ago'", "web": "nginx's access and error logs instead"})
-def logs(c, follow=False, number=50, since=None, web=False):
-    """The app's log (journalctl -u <app> or supervisor's log); -w for nginx's."""
-    remotes, settings_for = remotes_with_settings(c, "logs")
-    if remotes:
-        for r in remotes:
-            r.run(service.logs_script(settings_for(r), follow, int(number), since, web), stream=True)
+@on_hosts(roles=("web", "lb"), check=lambda since=None, **_: check_since(since),
+          help={"follow": "keep printing new lines", "number": "how many lines per host (default 50)",
+                "since": "from this time on, e.g. '10 min ago' (both managers and nginx)",
+                "web": "nginx's access and error logs instead (lb hosts' too)"})
+def logs(fleet, follow=False, number=50, since=None, web=False):
+    """Every web host's app log, merged as it arrives, each line prefixed with its host."""
+    overview.logs(fleet, follow, int(number), since, web)
 
 
-@kit_task(help={"fingerprint": "expected SHA256:… of the host key: check it, no prompt (CI)",
+@on_hosts(roles=("web", "lb"), connect=False,
+          help={"fingerprint": "expected SHA256:… of the host key: check it, no prompt (CI)",
                 "yes": "record an unknown key without asking (a changed key needs --fingerprint)"})
-def trust(c, fingerprint=None, yes=False):
+def trust(fleet, fingerprint=None, yes=False):
     """Fetch each host's SSH key, show its SHA256 fingerprint, record it in known_hosts once confirmed."""
-    for r in remotes_for_run(c, "trust") or []:
+    for r in fleet.hosts:
         hostkeys.trust_host(r.conn, r.label, fingerprint, yes, say, hostkeys.ask)
 
 

@@ -179,11 +179,15 @@ def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None 
     return fleet
 
 
-def on_hosts(roles: tuple[str, ...] = ("web",), **task_kwargs):
+def on_hosts(roles: tuple[str, ...] = ("web",), connect: bool = True, check=None, **task_kwargs):
     """Declare a fab task whose body runs once with the run's `Fleet` instead of once per host:
 
-        @on_hosts(help={...})
-        def restart(fleet): ...
+        @on_hosts(roles=("web", "lb"), help={...})
+        def setup(fleet): ...
+
+    roles: the hosts the body gets; connect=False leaves connecting to the body (a host that
+    does not answer is then the body's to report); check(**task_args): validates the task's
+    own arguments before any connection.
     """
 
     def decorate(fn):
@@ -192,7 +196,9 @@ def on_hosts(roles: tuple[str, ...] = ("web",), **task_kwargs):
 
         @functools.wraps(fn)
         def body(c, *args, **kwargs):
-            fleet = resolve(c, label, roles, key=key)
+            if check:
+                check(**kwargs)
+            fleet = resolve(c, label, roles, key=key, connect=connect)
             if fleet is None:
                 return None
             return fn(fleet, *args, **kwargs)
@@ -232,6 +238,6 @@ def remotes_with_settings(c, task: str):
 
 
 def remotes_for_run(c, task: str) -> list[Remote] | None:
-    """Every host of the run, whatever its role (`fab trust`)."""
+    """Every host of the run, whatever its role, not connected (`fab settings`)."""
     fleet = resolve(c, task, roles=("web", "lb"), connect=False)
     return None if fleet is None else fleet.hosts

@@ -130,9 +130,10 @@ class Remote:
                            "check the address and that sshd is running there") from None
 
     def run(self, script: str, *, stream: bool = False, stdin: str | None = None,
-            progress=None) -> Outcome:
+            progress=None, out=None) -> Outcome:
         """Run a bash script as root; never raises for a non-zero exit (see Outcome).
-        `progress(text)` is called with each `::progress` line as the script prints it."""
+        `progress(text)` is called with each `::progress` line as the script prints it;
+        `out`: a file-like object that gets the output as it arrives (stream=True)."""
         self.connect()
         started = time.time()
         password = None if self.as_root else self.conn.config.get("sudo", {}).get("password")
@@ -140,7 +141,8 @@ class Remote:
         try:
             result = self.conn.run(root_command(script, self.as_root, bool(password)), pty=False,
                                    hide="stderr" if progress else not stream, warn=True,
-                                   out_stream=ProgressLines(progress) if progress else None,
+                                   out_stream=ProgressLines(progress) if progress else out,
+                                   err_stream=out,
                                    in_stream=WholeStream(feed) if feed else False)
         except UnexpectedExit as e:  # only reached if warn is overridden by config
             result = e.result

@@ -49,7 +49,9 @@ def batches(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
+def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=None) -> str:
+    """`rotation` (deploy.tasks.balance.Rotation): takes each batch out of the load balancer
+    before it switches and puts it back after; its caller restores it when this raises."""
     started = time.time()
     first = settings_for(remotes[0])
     pkg = package.build(first)
@@ -83,7 +85,11 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False) -> str:
     pending = list(remotes)
     try:
         for batch in batches(remotes, first.switch_batch):
+            if rotation:
+                rotation.drain(batch)
             each(batch, switch)
+            if rotation:
+                rotation.undrain(batch)
             pending = [r for r in pending if r not in batch]
     except KitError:
         if pending:

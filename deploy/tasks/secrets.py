@@ -11,6 +11,7 @@ The file's format, where values travel and how a change is applied: deploy/envfi
 from __future__ import annotations
 
 import getpass
+import secrets as secrets_mod
 import sys
 
 from invoke import Collection
@@ -19,7 +20,7 @@ from deploy import envfile
 from deploy.cli import kit_task
 from deploy.lock import holder
 from deploy.errors import KitError
-from deploy.fleet import each, remotes_with_settings
+from deploy.fleet import each, on_hosts, remotes_with_settings
 from deploy.runner import Remote
 from deploy import report
 
@@ -98,19 +99,47 @@ def unset(c, name):
                                       f"removing {name}"))
 
 
-@kit_task(name="list")
-def list_(c):
-    """The variables in the app's environment on the server: names and sources, values masked."""
-    remotes, settings_for = remotes_with_settings(c, "env.list")
-    for r in remotes or []:
-        out = r.must(envfile.list_script(settings_for(r)), "reading the env file")
-        if "::missing" in out.lines:
-            report.host_say(r.label, "  no env file yet (fab env.set NAME creates it)")
-        for line in out.lines:
-            if line.startswith("::var "):
-                _, name, source = line.split()
-                where = "from env: in fabric.yaml" if source == "fabric.yaml" else "set on the server"
-                report.host_say(r.label, f"  {name:<24} {MASK}  ({where})")
+def _variables(r: Remote, s, salt: str) -> dict[str, tuple[str, str]] | None:
+    """{name: (source, digest)} on one host; None when it has no env file."""
+    out = r.must(envfile.list_script(s), "reading the env file")
+    if "::missing" in out.lines:
+        return None
+    digests = dict(l.split()[1:3] for l in r.must(envfile.digest_script(s), "reading the env file",
+                                                  stdin=salt + "\n").lines if l.startswith("::digest "))
+    return {n: (src, digests.get(n, "")) for n, src in
+            (l.split()[1:3] for l in out.lines if l.startswith("::var "))}
+
+
+def _difference(name: str, found: dict[str, tuple[str, str] | None]) -> str:
+    """'' when every host has `name` with the same value, else where the hosts differ."""
+    missing = [h for h, v in found.items() if not v or name not in v]
+    groups: dict[str, list[str]] = {}
+    for h, v in found.items():
+        if v and name in v:
+            groups.setdefault(v[name][1], []).append(h)
+    parts = [f"missing on {', '.join(missing)}"] if missing else []
+    if len(groups) > 1:
+        parts.append("values differ: " + " | ".join(", ".join(hs) for hs in groups.values()))
+    return "; ".join(parts)
+
+
+@on_hosts(name="list")
+def list_(fleet):
+    """The variables in the app's environment on every web host: names and sources, values
+    masked; with several hosts, where they differ."""
+    salt = secrets_mod.token_hex(16)
+    found = dict(zip((r.label for r in fleet.web),
+                     each(fleet.web, lambda r: _variables(r, fleet.settings_for(r), salt))))
+    for host, variables in found.items():
+        if variables is None:
+            report.host_say(host, "  no env file yet (fab env.set NAME creates it)")
+    names = sorted({n for v in found.values() if v for n in v})
+    label = fleet.web[0].label if len(found) == 1 else f"{len(found)} hosts"
+    for name in names:
+        source = next(v[name][0] for v in found.values() if v and name in v)
+        where = "from env: in fabric.yaml" if source == "fabric.yaml" else "set on the server"
+        diff = _difference(name, found) if len(found) > 1 else ""
+        report.host_say(label, f"  {name:<24} {MASK}  ({where})" + (f"  DIFFERS: {diff}" if diff else ""))
 
 
 env_ns = Collection("env", set_, unset, list_)

@@ -1,0 +1,109 @@
+"""The load balancer during a run: its setup over the web hosts that serve a release, and the
+rotation of a rolling deploy (take a batch out, switch it, put it back; on failure every host
+back in).
+
+Which web hosts the balancer lists is read from the balancer itself (its config's server
+lines) at the start of a deploy, so a web host just added to `servers:` joins only once it
+serves the new release, and one removed from `servers:` leaves.
+"""
+from __future__ import annotations
+
+from deploy import balancer, release, report
+from deploy.fleet import Fleet, Member, each
+from deploy.runner import Remote
+from deploy.shell import script
+from deploy.steps.balancer import ordered as lb_steps
+from deploy.tasks import deploy as deployer
+from deploy.tasks import setup as provision
+
+
+def has_release(remote: Remote, s) -> bool:
+    out = remote.must(script(f"echo \"{release.current_release(s)}\""), "reading the current release")
+    return bool(out.lines and out.lines[-1].strip())
+
+
+def serving_members(fleet: Fleet) -> list[Member]:
+    """The web hosts the balancer should send requests to: those of `servers:` with a release
+    (a host of this run is asked; one outside it is kept if the balancer lists it already)."""
+    ours = {r.label: r for r in fleet.web}
+    listed = set(listed_names(fleet))
+    asked = dict(zip(ours, each(list(ours.values()), lambda r: has_release(r, fleet.settings_for(r)))))
+    return [m for m in fleet.members if asked.get(m.name, m.name in listed)]
+
+
+def listed_names(fleet: Fleet) -> list[str]:
+    """The web hosts the (first) balancer's config lists now; [] without a balancer."""
+    if not fleet.lb:
+        return []
+    lb = fleet.lb[0]
+    out = lb.must(balancer.read_script(fleet.settings_for(lb)), "reading the load balancer's config")
+    return balancer.names_in(out.lines)
+
+
+def setup_balancers(fleet: Fleet) -> None:
+    """`fab setup` on the lb hosts, over the web hosts that serve a release."""
+    if not fleet.lb:
+        return
+    members = serving_members(fleet)
+    each(fleet.lb, lambda r: provision.setup(r, fleet.settings_for(r), lb_steps(members)))
+    for r in fleet.lb:
+        report.host_say(r.label, "load balancer over " + (", ".join(m.name for m in members)
+                                                          or "no web host yet (fab deploy adds them)"))
+
+
+class Rotation:
+    """Takes batches of web hosts out of every balancer and puts them back (deploy's hook).
+
+    Without a balancer every method does nothing. A batch is never drained when that would
+    leave no host in the balancer (switch_batch 0, or a single web host): the web host's own
+    switch is already zero-downtime, the drain only spares requests the reload would delay.
+    """
+
+    def __init__(self, fleet: Fleet):
+        self.fleet = fleet
+        self.before = set(listed_names(fleet)) & {m.name for m in fleet.members}
+        self.now = set(self.before)
+        self.changed = False
+
+    def _write(self, names: set[str], down: set[str], what: str) -> None:
+        members = [m for m in self.fleet.members if m.name in names]
+
+        def change(lb: Remote):
+            s = self.fleet.settings_for(lb)
+            lb.must(balancer.change_script(s, balancer.render(s, members, down), s.proxy_timeout),
+                    f"updating the load balancer ({what})")
+
+        each(self.fleet.lb, change)
+        self.changed = True
+        for lb in self.fleet.lb:
+            report.host_say(lb.label, what)
+
+    def drain(self, batch: list[Remote]) -> None:
+        names = {r.label for r in batch} & self.now
+        if self.fleet.lb and names and self.now - names:
+            self._write(self.now, names, "out of the balancer, in-flight requests done: "
+                        + ", ".join(sorted(names)))
+
+    def undrain(self, batch: list[Remote]) -> None:
+        if not self.fleet.lb:
+            return
+        self.now |= {r.label for r in batch} & {m.name for m in self.fleet.members}
+        self._write(self.now, set(), "in the balancer: " + ", ".join(
+            m.name for m in self.fleet.members if m.name in self.now))
+
+    def restore(self) -> None:
+        """Every host the balancer listed before the deploy back in, none drained."""
+        if self.fleet.lb and self.changed:
+            self.now = set(self.before)
+            self._write(self.now, set(), "back as before the deploy: every host in the balancer")
+
+
+def deploy(fleet: Fleet, force: bool = False) -> str:
+    """`fab deploy` over the run's web hosts, batch by batch through the balancer when there
+    is one; whatever fails, every host the balancer listed is back in it."""
+    rotation = Rotation(fleet)
+    try:
+        return deployer.deploy(fleet.web, fleet.settings_for, force=force, rotation=rotation)
+    except BaseException:
+        rotation.restore()
+        raise
