@@ -78,38 +78,34 @@ def add_health_hook(app_copy) -> None:
 
 
 class Holds:
-    """Hold files on one host, through a root Connection."""
+    """Hold files on one host, written from this machine (they work while its SSH is cut)."""
 
-    def __init__(self, root):
-        self.root = root
+    def __init__(self, host):
+        self.host = host
 
     def hold(self, where: str) -> None:
-        self.root.run(f"install -d -m 755 {HOLD_DIR} && touch {HOLD_DIR}/{where}", hide=True)
-
-    def release(self, where: str) -> None:
-        self.root.run(f"rm -f {HOLD_DIR}/{where}", hide=True)
+        nsenter(self.host, f"install -d -m 755 {HOLD_DIR} && touch {HOLD_DIR}/{where}")
 
     def clear(self) -> None:
-        self.root.run(f"rm -rf {HOLD_DIR}", hide=True)
+        nsenter(self.host, f"rm -rf {HOLD_DIR}")
         self.unhold_finish()
 
     # finish: `deploys.log` becomes a FIFO; the finish blocks opening it until someone reads
     def hold_finish(self) -> None:
         log = f"{ROOT}/.kit/deploys.log"
-        self.root.run(f"[ -p {log} ] || {{ mv {log} {log}.kept 2>/dev/null || touch {log}.kept; "
-                      f"mkfifo -m 600 {log}; }}", hide=True)
+        nsenter(self.host, f"[ -p {log} ] || {{ mv {log} {log}.kept 2>/dev/null || touch {log}.kept; "
+                           f"mkfifo -m 600 {log}; }}")
 
     def finish_waiting(self) -> bool:
         """A process is blocked opening the deploy-log FIFO, i.e. the finish step has begun."""
-        out = self.root.run("grep -lx wait_for_partner /proc/[0-9]*/wchan 2>/dev/null || true",
-                            hide=True).stdout
-        return bool(out.strip())
+        out = nsenter(self.host, "grep -lx wait_for_partner /proc/[0-9]*/wchan 2>/dev/null || true")
+        return bool(out.stdout.strip())
 
     def unhold_finish(self) -> None:
         log = f"{ROOT}/.kit/deploys.log"
-        # read whatever a blocked writer appends (timeout: there may be none), then put the file back
-        self.root.run(f"if [ -p {log} ]; then timeout 5 cat {log} >> {log}.kept || true; "
-                      f"rm -f {log}; mv {log}.kept {log}; fi", hide=True)
+        # read what a blocked writer appends (there may be none: timeout), then put the file back
+        nsenter(self.host, f"if [ -p {log} ]; then timeout 5 cat {log} >> {log}.kept || true; "
+                           f"rm -f {log}; mv {log}.kept {log}; fi")
 
 
 # -- host state ------------------------------------------------------------------------------------
@@ -146,7 +142,7 @@ def disk_full(host, path: str, spare_kib: int = 0):
         nsenter(host, f"umount -l {path}", check=False)
 
 
-def reboot(host, root) -> None:
+def reboot(host) -> None:
     """`systemctl reboot` inside the host; once nspawn has exited, boot it again (same root)."""
     from deploy.sandbox import restart, state
     from deploy.sandbox.state import pid_alive
@@ -154,23 +150,21 @@ def reboot(host, root) -> None:
     pid = next(r for r in state.read_records() if r["name"] == host.name)["pid"]
     nsenter(host, "systemctl reboot")
     wait_for("the host's system to stop", lambda: not pid_alive(pid), timeout=60, every=0.1)
-    root.close()  # its connection died with the host's sshd
     restart(host.name)
 
 
-def releases(root) -> list[str]:
-    return root.run(f"ls -1 {ROOT}/releases", hide=True).stdout.split()
+def releases(host) -> list[str]:
+    return nsenter(host, f"ls -1 {ROOT}/releases").stdout.split()
 
 
-def current_release(root) -> str:
+def current_release(host) -> str:
     """The release `current` resolves to, checked complete: its code, REVISION and finished venv."""
-    out = root.run(
-        f"set -e; r=$(readlink -e {ROOT}/current); test -f $r/REVISION; test -f $r/serve.py; "
-        f"test -e $(readlink -e $r/.venv)/.complete; basename $r", hide=True, warn=True)
-    assert out.exited == 0, f"current does not resolve to a complete release: {out.stdout}{out.stderr}"
+    out = nsenter(host, f"set -e; r=$(readlink -e {ROOT}/current); test -f $r/REVISION; "
+                        f"test -f $r/serve.py; test -e $(readlink -e $r/.venv)/.complete; basename $r",
+                  check=False)
+    assert out.returncode == 0, f"current does not resolve to a complete release: {out.stdout}{out.stderr}"
     return out.stdout.strip()
 
 
-def lock_state(root) -> str:
-    out = root.run(f"cat {ROOT}/.kit/lock/holder 2>/dev/null || echo unlocked", hide=True)
-    return out.stdout.strip()
+def lock_state(host) -> str:
+    return nsenter(host, f"cat {ROOT}/.kit/lock/holder 2>/dev/null || echo unlocked").stdout.strip()

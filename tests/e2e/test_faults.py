@@ -15,7 +15,7 @@ import time
 import pytest
 
 from conftest import REPO_ROOT, AppCopy, http_get, load_on
-from faults import (APP, ROOT, Holds, add_health_hook, current_release, lock_state,
+from faults import (APP, ROOT, Holds, add_health_hook, current_release, lock_state, nsenter,
                     releases, wait_for)
 
 # health_timeout: the holds are released well before it; the gate asks /healthz (the hook)
@@ -26,9 +26,9 @@ _texts = (f"Hello fault {n}!" for n in itertools.count(1))
 class Site:
     """One sandbox host set up and serving, with an app copy that carries the health hook."""
 
-    def __init__(self, host, app: AppCopy, root):
-        self.host, self.app, self.root = host, app, root
-        self.holds = Holds(root)
+    def __init__(self, host, app: AppCopy):
+        self.host, self.app = host, app
+        self.holds = Holds(host)
 
     def args(self, config=None, *tasks) -> list[str]:
         return [sys.executable, "-m", "fabric", "-f", str(config or self.app.config),
@@ -54,16 +54,16 @@ class Site:
 
     def settled(self, timeout=60) -> None:
         """Wait until no deploy holds the lock any more (the server finished on its own)."""
-        wait_for("the lock to be released", lambda: lock_state(self.root) == "unlocked", timeout)
+        wait_for("the lock to be released", lambda: lock_state(self.host) == "unlocked", timeout)
 
     def check_state(self, lock: bool = True) -> str:
         """current on a complete release that is the one serving; no lock (unless `lock` is
         False: a stale one the next deploy must break by itself); return its name."""
-        rel = current_release(self.root)
+        rel = current_release(self.host)
         assert self.serving() == rel
         if lock:
-            assert lock_state(self.root) == "unlocked"
-        assert not [r for r in releases(self.root) if r.endswith(".partial")]
+            assert lock_state(self.host) == "unlocked"
+        assert not [r for r in releases(self.host) if r.endswith(".partial")]
         return rel
 
     def next_deploy_works(self) -> str:
@@ -87,21 +87,15 @@ def one_line_error(out: subprocess.CompletedProcess) -> str:
 def site(sandbox_image, sandbox_registry, tmp_path_factory):
     """A module's own host (started here, removed at module end), set up and serving."""
     from deploy.sandbox import up
-    from fabric import Config, Connection
 
     name = sandbox_registry.new_name()
     try:
         host = up(name)
         app = AppCopy(tmp_path_factory.mktemp("faults"), **SETTINGS)
         add_health_hook(app)
-        root = Connection(host.address, user="root", connect_timeout=10,
-                          config=Config(overrides={"run": {"in_stream": False}}),
-                          connect_kwargs={"key_filename": host.key_path, "look_for_keys": False,
-                                          "allow_agent": False})
-        s = Site(host, app, root)
+        s = Site(host, app)
         s.must("setup", "deploy")
         yield s
-        root.close()
     finally:
         sandbox_registry.remove([name])
 
@@ -127,10 +121,10 @@ def pause_at(site: Site, step: str) -> None:
 def reached(site: Site, step: str, before: str):
     """A probe: true once a deploy started after `before` was serving is inside `step`."""
     if step == "prepare":
-        return lambda: lock_state(site.root) != "unlocked" and site.root.run(
-            f"test -d /run/{APP}-preflight", hide=True, warn=True).ok
+        return lambda: lock_state(site.host) != "unlocked" and nsenter(
+            site.host, f"test -d /run/{APP}-preflight", check=False).returncode == 0
     if step == "switch":
-        return lambda: site.root.run(f"basename $(readlink {ROOT}/current)", hide=True).stdout.strip() != before
+        return lambda: nsenter(site.host, f"basename $(readlink {ROOT}/current)").stdout.strip() != before
     return site.holds.finish_waiting
 
 
