@@ -22,11 +22,12 @@ unit tests exercise the very code that runs there; it prints names only, never v
 
 Applying a change: systemd reads EnvironmentFile= and sh sources the file only when gunicorn's
 master starts; `systemctl reload` (HUP) forks new workers from the same master, with the same
-environment, so a reload would not apply it. A change therefore restarts the app: under
-systemd the `<app>.socket` unit keeps the listening socket, so connections wait in its
-backlog while the new master boots and none is dropped (measured: 0 failed of ~7,000 requests
-under load, slowest ~2 s). Under supervisor gunicorn owns its socket, so the restart refuses
-requests for about a second — the same as a deploy whose venv changed — and the task says so.
+environment, so a reload would not apply it. A change therefore needs a new master: under
+systemd the kit hands over (gunicorn's USR2, deploy/kit/handover.py: the new master re-reads
+the env file and takes over the listening socket once its workers are ready, then the old one
+stops), so no request waits or fails. Under supervisor gunicorn owns its socket and the program
+is restarted: requests are refused for about a second — the same as a deploy whose venv
+changed — and the task says so.
 Then the health gate runs through nginx; if it fails, the previous file is put back and the
 app restarted again.
 """
@@ -238,6 +239,7 @@ def change_script(s, holder: str) -> str:
     return script(
         "umask 077",
         health.wait_function(s),
+        m.handover_function(s),
         lock.acquire(s, holder, "(env change)"),
         f"trap 'rm -f {prev}; {lock.release_line(s)}' EXIT",
         f"if [ -e {env} ]; then cp -p {env} {prev}; else rm -f {prev}; fi",
@@ -249,10 +251,10 @@ def change_script(s, holder: str) -> str:
         "echo 'note: under supervisor, gunicorn closes its socket while it restarts: requests "
         "are refused for about a second (systemd's socket unit queues them instead)'"
         if m.NAME == "supervisor" else "",
-        m.restart(s),
+        m.handover(s),
         f"if ! {gate}; then",
         f"  if [ -e {prev} ]; then mv -f {prev} {env}; else rm -f {env}; fi",
-        f"  {m.restart(s)} || true",
+        f"  {m.handover(s)} || true",
         f"  {gate} >/dev/null || echo 'warning: the app is not healthy with the previous environment either'",
         f"  echo '::error the app failed its health check with the new environment; the previous "
         f"one is back (see fab logs)'; exit {UNHEALTHY_EXIT}",

@@ -107,6 +107,7 @@ def read_member(data: bytes, name: str) -> bytes | None:
 
 
 KIT_GUNICORN_CONF = Path(__file__).resolve().parent / "kit" / "gunicorn_conf.py"
+KIT_HANDOVER = Path(__file__).resolve().parent / "kit" / "handover.py"
 
 
 def with_kit_files(data: bytes, files: dict[str, bytes]) -> bytes:
@@ -129,7 +130,8 @@ def build(s: Settings, now: float | None = None) -> Package:
     data, rev, note = packed
     pinned, source = requirements.pinned(lambda name: read_member(data, name), s.requirements)
     data = with_kit_files(data, {"requirements.txt": pinned.encode(),
-                                 "gunicorn.conf.py": KIT_GUNICORN_CONF.read_bytes()})
+                                 "gunicorn.conf.py": KIT_GUNICORN_CONF.read_bytes(),
+                                 "handover.py": KIT_HANDOVER.read_bytes()})
     note = "; ".join(n for n in (note, "" if source == "requirements.txt" else
                                  f"requirements exported from {source}") if n)
     return Package(release_id(rev, now), rev, data, requirements_hash(pinned.encode(), s.python), note)

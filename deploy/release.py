@@ -121,14 +121,15 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
 
 
 def activate_lines(s) -> list[str]:
-    """Make gunicorn serve what `current` points to: reload, restart if the venv changed."""
+    """Make gunicorn serve what `current` points to: reload, hand over to a new master if the
+    venv changed (needs the manager's handover_function in the script)."""
     m = manager_for(s)
     cur = q(layout.current_link(s))
     # A failing start/reload must not end the script before the health gate decides (and
     # rolls back): the gate, not the manager's exit code, is the judge.
     return [
         f"{{ if ! {m.is_active(s)}; then {m.start(s)};",
-        f"elif [ \"$(readlink -f {cur}/.venv)\" != \"$old_venv\" ]; then {m.restart(s)};",
+        f"elif [ \"$(readlink -f {cur}/.venv)\" != \"$old_venv\" ]; then {m.handover(s)};",
         f"else {m.reload(s)}; fi; }} || echo 'warning: {m.NAME} reported an error; the health check decides'",
     ]
 
@@ -153,6 +154,7 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
     remember_venv = f"old_venv=$(readlink -f {cur}/.venv 2>/dev/null || true)"
     body = [
         health.wait_function(s),
+        m.handover_function(s),
         lock.acquire(s, holder, release, force) if lock_first else [],
         f"[ -d {q(layout.release_dir(s, release))} ] || {{ {lock.release_line(s)}; "
         f"echo '::error release {release} does not exist on this host — pick one from fab releases'; exit 2; }}",

@@ -38,6 +38,7 @@ def restart_script(s) -> str:
     m = manager_for(s)
     return script(
         health.wait_function(s),
+        m.handover_function(s),
         m.graceful_restart(s),
         f"kit_healthy '' {s.health_timeout} {health.through_nginx(s)} "
         "|| { echo '::error the app did not answer its health check after the restart'; exit 4; }",

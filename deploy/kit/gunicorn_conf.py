@@ -68,3 +68,9 @@ def post_worker_init(worker):
     worker.wsgi = _with_release(worker.wsgi, _read_release(worker.cfg.chdir or os.getcwd()))
     if _app_post_worker_init is not None and _app_post_worker_init is not post_worker_init:
         _app_post_worker_init(worker)
+
+
+# The kit's hand-over hooks (a new master beside the old one), run before any of the above.
+_handover = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "handover.py"))
+for _hook in _handover["HOOKS"]:
+    globals()[_hook] = _handover["chained"](_hook, globals().get(_hook))

@@ -64,6 +64,15 @@ def graceful_restart(s) -> str:
     return reload(s)
 
 
+def handover(s) -> str:
+    """A new master for a new venv or environment: supervisord can only restart the program."""
+    return restart(s)
+
+
+def handover_function(s) -> str:
+    return ""
+
+
 def is_active(s) -> str:
     return f"supervisorctl status {s.app_name} 2>/dev/null | grep -qE 'RUNNING|STARTING'"
 

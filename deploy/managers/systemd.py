@@ -1,7 +1,9 @@
 """gunicorn under systemd: `<app>.socket` (socket activation) + a Type=notify `<app>.service`.
 
-Reload is HUP (new workers import the release `current` points to); restart is a new
-master while the socket keeps queueing connections, so neither drops a request.
+Reload is HUP (new workers import the release `current` points to). A new venv or a new
+environment needs a new master: the kit hands over (gunicorn's USR2, deploy/kit/handover.py)
+so the old master serves until the new one's workers are ready — no stall; `systemctl
+restart` also drops nothing (the socket queues connections) but stalls them while it boots.
 """
 from __future__ import annotations
 
@@ -76,8 +78,39 @@ def restart(s) -> str:
 
 
 def graceful_restart(s) -> str:
-    """A new master and workers; the socket unit queues connections meanwhile."""
-    return restart(s)
+    """What `fab restart` does: a new master and workers, handed over without a stall."""
+    return handover(s)
+
+
+def handover(s) -> str:
+    """A new master (new venv, new environment) beside the old one; see handover_function."""
+    return "kit_handover"
+
+
+def handover_function(s) -> str:
+    """`kit_handover`: USR2 to the main process, wait until systemd's MainPID is the new master
+    (its workers all ready: deploy/kit/handover.py), then TERM the old one. USR2 is repeated
+    every 0.5 s: a master that was itself handed over ignores it until it notices (≤ 1 s) that
+    its parent is gone. Not ready in time: the new master (if any) goes, the old one serves on."""
+    svc = f"{s.app_name}.service"
+    return f"""kit_handover() {{
+  local old new i=0 c deadline
+  old=$(systemctl show -p MainPID --value {svc})
+  if [ -z "$old" ] || [ "$old" = 0 ]; then systemctl restart {svc}; return; fi
+  deadline=$(( $(date +%s%N) / 1000000 + {int(s.health_timeout)} * 1000 ))
+  while [ $(( $(date +%s%N) / 1000000 )) -lt "$deadline" ]; do
+    if [ $((i % 25)) -eq 0 ]; then kill -USR2 "$old" 2>/dev/null || break; fi
+    i=$((i + 1))
+    sleep 0.02
+    new=$(systemctl show -p MainPID --value {svc})
+    if [ -n "$new" ] && [ "$new" != "$old" ] && [ "$new" != 0 ]; then kill -TERM "$old" 2>/dev/null || true; return 0; fi
+  done
+  for c in $(pgrep -P "$old" || true); do
+    if tr '\\0' '\\n' < "/proc/$c/environ" 2>/dev/null | grep -qx "GUNICORN_PID=$old"; then kill -TERM "$c" || true; fi
+  done
+  echo "the new gunicorn master was not ready within {int(s.health_timeout)} s; the old one still serves"
+  return 1
+}}"""
 
 
 def is_active(s) -> str:

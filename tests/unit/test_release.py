@@ -3,12 +3,14 @@ generated script, and the switch/cleanup/rollback/lock logic run for real in a t
 with systemctl/curl/journalctl replaced by bash functions (no root, no network)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 
 import pytest
 
 from deploy import health, lock, release
+from deploy.managers import systemd
 from deploy.facts import probe_script
 from deploy.shell import HEADER, fail, flatten, q, script, step, write_file
 
@@ -292,7 +294,7 @@ def test_activate_lines_systemd(s):
     assert release.activate_lines(s) == [
         "{ if ! systemctl is-active -q flasksample.service; then systemctl start flasksample.service;",
         "elif [ \"$(readlink -f /srv/flasksample/current/.venv)\" != \"$old_venv\" ]; then "
-        "systemctl restart flasksample.service;",
+        "kit_handover;",
         "else systemctl reload flasksample.service; fi; } "
         "|| echo 'warning: systemd reported an error; the health check decides'",
     ]
@@ -311,18 +313,55 @@ def test_activate_lines_supervisor(make):
 
 @pytest.mark.parametrize("new_venv, inactive, expected", [
     ("h1", 0, "systemctl reload flasksample.service"),      # same requirements: graceful reload
-    ("h2", 0, "systemctl restart flasksample.service"),     # the venv changed: new master
+    ("h2", 0, "kit_handover"),                              # the venv changed: new master
     ("h1", 1, "systemctl start flasksample.service"),       # not running: start
 ])
 def test_reload_unless_the_venv_changed(srv, run_bash, new_venv, inactive, expected):
     s, root, add, point = srv
     add(R1, "h1"), add(R2, new_venv)
     point(R1)
-    text = script(f"old_venv=$(readlink -f {root}/current/.venv)", release.point_current(s, R2),
+    text = script('kit_handover() { echo kit_handover >> "$KIT_CALLS"; }',
+                  f"old_venv=$(readlink -f {root}/current/.venv)", release.point_current(s, R2),
                   release.activate_lines(s))
     result, calls = run_stubbed(run_bash, root, text, KIT_INACTIVE=inactive)
     assert result.returncode == 0, result.stderr
     assert calls == ["systemctl is-active -q flasksample.service", expected]
+
+
+HANDOVER_STUBS = r"""
+systemctl() {
+  echo "systemctl $*" >> "$KIT_CALLS"
+  if [ "$1 $2" = "show -p" ]; then  # MainPID: the old master until the new one is ready
+    local n; n=$(( $(cat "$KIT_SHOWN") + 1 )); echo "$n" > "$KIT_SHOWN"
+    if [ "$n" -gt "$KIT_READY_AFTER" ]; then echo 200; else echo "$KIT_OLD"; fi
+  fi
+}
+kill() { echo "kill $*" >> "$KIT_CALLS"; }
+pgrep() { echo 201; }
+"""
+
+
+@pytest.mark.parametrize("old, ready_after, rc, tail", [
+    ("100", 3, 0, ["kill -TERM 100"]),                  # USR2, MainPID becomes 200, TERM the old
+    ("0", 1, 0, ["systemctl restart flasksample.service"]),  # nothing runs: a plain restart
+    ("100", 10**9, 1, []),                               # never ready: the old master serves on
+])
+def test_systemd_handover(srv, run_bash, tmp_path, old, ready_after, rc, tail):
+    s, root, *_ = srv
+    shown = tmp_path / "shown"
+    shown.write_text("0")
+    text = script(systemd.handover_function(dataclasses.replace(s, health_timeout=20)), "kit_handover")
+    result, calls = run_stubbed(run_bash, root, HANDOVER_STUBS + text, KIT_OLD=old,
+                                KIT_READY_AFTER=ready_after, KIT_SHOWN=shown)
+    assert result.returncode == rc, result.stderr
+    assert calls[0] == "systemctl show -p MainPID --value flasksample.service"
+    if old != "0":
+        assert calls[1] == "kill -USR2 100"
+        assert not any(c.startswith("kill -TERM") for c in calls[:-1])
+    assert calls[-len(tail):] == tail if tail else "kill -TERM 100" not in calls
+    if rc:
+        assert "was not ready within" in result.stdout and "the old one still serves" in result.stdout
+        assert calls.count("kill -USR2 100") > 1  # repeated while a handed-over master is not promoted
 
 
 def test_switch_script_shape(s):

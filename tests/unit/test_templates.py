@@ -17,7 +17,7 @@ ALL = ["systemd/app.service.j2", "systemd/app.socket.j2", "nginx/site.conf.j2",
 EXEC_START = ("ExecStart=/srv/flasksample/current/.venv/bin/gunicorn "
               "--chdir /srv/flasksample/current "
               "--config /srv/flasksample/current/.flasksample/gunicorn.conf.py "
-              "--control-socket /run/flasksample/gunicorn.ctl serve:app")
+              "--no-control-socket serve:app")
 
 
 def lines(text: str) -> list[str]:
@@ -55,7 +55,7 @@ def test_service_core_lines(s):
         "Requires=flasksample.socket",
         "After=network.target flasksample.socket",
         "Type=notify",
-        "NotifyAccess=main",
+        "NotifyAccess=all",
         "User=flasksample",
         "Group=flasksample",
         "RuntimeDirectory=flasksample",
@@ -100,7 +100,7 @@ def test_service_follows_app_name_base_dir_and_wsgi(make):
     out = lines(templates.render("systemd/app.service.j2",
                                  make(app_name="shop", base_dir="/opt/shop", wsgi="serve:app")))
     assert ("ExecStart=/opt/shop/current/.venv/bin/gunicorn --chdir /opt/shop/current "
-            "--config /opt/shop/current/.flasksample/gunicorn.conf.py --control-socket /run/shop/gunicorn.ctl "
+            "--config /opt/shop/current/.flasksample/gunicorn.conf.py --no-control-socket "
             "serve:app") in out
     assert "EnvironmentFile=-/opt/shop/shared/env" in out
     assert "User=shop" in out and "Requires=shop.socket" in out
