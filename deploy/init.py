@@ -49,7 +49,7 @@ def render(app_dir: Path) -> str:
     else:
         requirements_note = "   # pinned list; gunicorn is added if missing"
     static = detect.static_folder(app_dir, module)
-    return CONFIG.format(
+    return align(CONFIG.format(
         name=detect.project_name(app_dir), module=module,
         wsgi=wsgi or "app:app",
         wsgi_note="            # detected" if wsgi else
@@ -58,7 +58,18 @@ def render(app_dir: Path) -> str:
         requirements_note=requirements_note,
         static=static,
         static_note="detected" if (app_dir / static).is_dir() else "none found; Flask's default",
-    )
+    ))
+
+
+def align(text: str, column: int = 31) -> str:
+    """Line up the comments after values (`  key: value   # note`) at one column."""
+    out = []
+    for line in text.splitlines():
+        value, sep, note = line.partition(" # ")
+        if sep and value.strip() and not value.lstrip().startswith("#"):
+            line = f"{value.rstrip():<{column - 1}} # {note.strip()}"
+        out.append(line)
+    return "\n".join(out) + "\n"
 
 
 def init(app_dir: Path) -> list[str]:

@@ -54,7 +54,8 @@ def _toml(read: Reader, name: str) -> dict:
 def _line(name: str, version: str, markers: set[str]) -> str:
     if "" in markers or not markers:
         return f"{name}=={version}"
-    return f"{name}=={version} ; " + " or ".join(f"({m})" for m in sorted(markers))
+    ms = sorted(markers)
+    return f"{name}=={version} ; " + (ms[0] if len(ms) == 1 else " or ".join(f"({m})" for m in ms))
 
 
 def from_uv_lock(lock: dict) -> str:

@@ -231,7 +231,9 @@ class AppCopy:
     def settings(self, **values) -> None:
         import yaml
 
-        self.config.write_text(yaml.safe_dump({"flasksample": {"app_dir": str(self.dir), **values}}))
+        # The bundled app has a health endpoint: the tests use it (an app without one: examples/shop).
+        self.config.write_text(yaml.safe_dump({"flasksample": {
+            "app_dir": str(self.dir), "health_path": "/healthz", **values}}))
 
     def say(self, text: str) -> None:
         """Make `/` answer `text` instead of Hello World!."""

@@ -69,7 +69,7 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     assert f"release:  {v1}" in status.stdout
     assert f"manager:  {manager}" in status.stdout
     assert "service:  running" in status.stdout
-    assert '"status":"ok"' in status.stdout
+    assert f"health:   /healthz release {v1} HTTP 200" in status.stdout
     releases = kit(host, "releases", user=user, config=app_copy.config)
     assert f"* {v1} (current)" in releases.stdout and v2 in releases.stdout
 
