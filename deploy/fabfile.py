@@ -10,10 +10,11 @@
 """
 from fabric import Connection
 from invoke import Collection
+from invoke.exceptions import Exit
 
 from deploy import release, service, settings
 from deploy.tasks import deploy as deployer
-from deploy.tasks import secrets
+from deploy.tasks import apptasks, secrets
 from deploy.tasks import setup as provision
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
@@ -73,10 +74,11 @@ def releases(fleet):
 @on_hosts(roles=("web", "lb"), check=lambda since=None, **_: check_since(since),
           help={"follow": "keep printing new lines", "number": "how many lines per host (default 50)",
                 "since": "from this time on, e.g. '10 min ago' (both managers and nginx)",
-                "web": "nginx's access and error logs instead (lb hosts' too)"})
-def logs(fleet, follow=False, number=50, since=None, web=False):
+                "web": "nginx's access and error logs instead (lb hosts' too)",
+                "process": "the log of one of processes: instead, e.g. worker"})
+def logs(fleet, follow=False, number=50, since=None, web=False, process=None):
     """Every web host's app log, merged as it arrives, each line prefixed with its host."""
-    overview.logs(fleet, follow, int(number), since, web)
+    overview.logs(fleet, follow, int(number), since, web, process)
 
 
 @on_hosts(roles=("web", "lb"), connect=False,
@@ -86,6 +88,15 @@ def trust(fleet, fingerprint=None, yes=False):
     """Fetch each host's SSH key, show its SHA256 fingerprint, record it in known_hosts once confirmed."""
     for r in fleet.hosts:
         hostkeys.trust_host(r.conn, r.label, fingerprint, yes, say, hostkeys.ask)
+
+
+@on_hosts(name="exec", help={"command": "the command line, quoted: 'flask --app shop init-db'",
+                             "interactive": "give it a terminal (e.g. 'flask shell')"})
+def exec_(fleet, command, interactive=False):
+    """Run COMMAND in the current release, as the app (user, venv, env, sandbox); exit code passes through."""
+    codes = [apptasks.exec_on(r, fleet.settings_for(r), command, interactive) for r in fleet.web]
+    if any(codes):
+        raise Exit(code=next(code for code in codes if code))
 
 
 @kit_task(name="settings")
@@ -119,6 +130,6 @@ def init_app(c, directory="."):
 
 
 ns = Collection(setup, deploy, rollback, restart, status, releases, logs, trust, show_settings,
-                init_app)
+                init_app, exec_)
 ns.add_collection(sandbox_ns)
 ns.add_collection(secrets.env_ns)

@@ -36,10 +36,14 @@ class Probe:
             "enabled": f"systemctl is-enabled {a} 2>/dev/null || true",
             "active": f"systemctl is-active {a} 2>/dev/null || true",
             "cmd": f"command -v {a} || echo {MISSING}",
+            # the app's processes: units now on the host (marked by their template's 2nd line)
+            "procunits": f"grep -l '^# flasksample process [a-z0-9-]* of '{a}':' "
+                         f"/etc/systemd/system/{a}-*.service 2>/dev/null | sed 's#.*/##' | tr '\\n' ' '; echo",
         }[self.kind]
 
 
 def pkg(name): return Probe("pkg", name)
+def procunits(app): return Probe("procunits", app)
 def user(name): return Probe("user", name)
 def dir_(path): return Probe("dir", path)
 def sha(path): return Probe("sha", path)

@@ -38,6 +38,16 @@ def kit_file(release_path: str, name: str) -> str:
     return f"{release_path}/{KIT_IN_RELEASE}/{name}"
 
 
+def process_unit(s: Settings, name: str) -> str:
+    """The systemd unit file of one of the app's processes: (e.g. shop-worker)."""
+    return f"/etc/systemd/system/{s.app_name}-{name}.service"
+
+
+def process_names(s: Settings) -> list[str]:
+    """Unit / program names of the app's processes:, e.g. ['shop-worker']."""
+    return [f"{s.app_name}-{name}" for name in s.processes]
+
+
 def current_link(s: Settings) -> str:
     return f"{s.root}/current"
 

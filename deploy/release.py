@@ -12,7 +12,7 @@ order of a deploy on each host:
 """
 from __future__ import annotations
 
-from deploy import health, layout, lock
+from deploy import appcmd, health, layout, lock
 from deploy.managers import manager_for
 from deploy.shell import q, scratch, script, step
 
@@ -87,7 +87,8 @@ def set_up_check(s) -> str:
             "exit 2; }")
 
 
-def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> str:
+def prepare_script(s, release: str, req_hash: str, holder: str, force: bool,
+                   release_command: bool = False) -> str:
     """The archive arrives base64-encoded on stdin, in the same round trip as this script."""
     rel = layout.release_dir(s, release)
     # Any failure once the lock is ours undoes this release and frees the lock, so the next
@@ -114,6 +115,8 @@ def prepare_script(s, release: str, req_hash: str, holder: str, force: bool) -> 
         f"chmod -R u=rwX,go=rX {q(rel)}.partial && mv -T {q(rel)}.partial {q(rel)}",
         step("venv"),
         venv_lines(s, req_hash, rel),
+        # once per deploy (the first host), before the preflight: it may create what the app needs
+        [step("release_command"), appcmd.release_command_lines(s, rel)] if release_command else [],
         step("preflight"),
         preflight_lines(s, rel),
         "echo ::prepared",  # a vanished client makes this write fail: the release is undone
@@ -131,6 +134,27 @@ def activate_lines(s) -> list[str]:
         f"{{ if ! {m.is_active(s)}; then {m.start(s)};",
         f"elif [ \"$(readlink -f {cur}/.venv)\" != \"$old_venv\" ]; then {m.handover(s)};",
         f"else {m.reload(s)}; fi; }} || echo 'warning: {m.NAME} reported an error; the health check decides'",
+    ] + ([f"{m.restart_processes(s)} || echo 'warning: a process did not restart; the gate decides'"]
+         if s.processes else [])
+
+
+def processes_gate(s) -> list[str]:
+    """`kit_processes_up`: every process of processes: keeps running for 2 s after its restart
+    (as supervisor's startsecs); else it names the first one down and shows its log."""
+    if not s.processes:
+        return ["kit_processes_up() { :; }"]
+    m = manager_for(s)
+    logs = "; ".join(f"{m.process_logs(s, name, lines=10)} 2>&1 | tail -n 10" for name in s.processes)
+    return [
+        "kit_processes_up() {",
+        "  local i",
+        "  for i in $(seq 20); do",
+        f"    if ! {m.processes_running(s)}; then",
+        f"      echo '--- a process of processes: is not running; its log:'; {logs}; return 1",
+        "    fi",
+        "    sleep 0.1",
+        "  done",
+        "}",
     ]
 
 
@@ -164,7 +188,8 @@ def switch_script(s, release: str, holder: str, *, verb: str = "deployed", lock_
         point_current(s, rel),
         activate_lines(s),
         step("health"),
-        f"if ! kit_healthy {rel} {s.health_timeout} {health.through_nginx(s)}; then",
+        processes_gate(s),
+        f"if ! kit_healthy {rel} {s.health_timeout} {health.through_nginx(s)} || ! kit_processes_up; then",
         f"  echo '--- release {release} failed its health check through nginx; the app log says:'",
         f"  {m.logs(s, lines=log_lines)} 2>&1 | tail -n {log_lines}",
         "  if [ -n \"$prev\" ] && [ \"$prev\" != " + rel + " ]; then",

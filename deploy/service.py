@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from deploy import health, layout, lock
+from deploy.errors import KitError
 from deploy.managers import manager_for
 from deploy.shell import q, script
 
@@ -20,14 +21,21 @@ def status_script(s) -> str:
         "  echo \"uptime:   $(ps -o etime= -p \"$pid\" | tr -d ' ')\"",
         "  echo \"workers:  $(pgrep -c -P \"$pid\")\"",
         "fi",
-        f"echo \"health:   {s.gate_path} $(curl -s -m 3 -o /dev/null -D - -w 'HTTP %{{http_code}}\\n' "
+        f"echo \"health:   {s.gate_path} $(curl -s -m 3 -o /dev/null -D - -w '(HTTP %{{http_code}})\\n' "
         f"{health.through_nginx(s)} 2>&1 | tr -d '\\r' "
-        "| sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: */release /p; /^HTTP [0-9]*$/p' | tr '\\n' ' ')\"",
+        "| sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: */release /p; /^(HTTP [0-9]*)$/p' | tr '\\n' ' ')\"",
+        f"echo \"processes: {m.process_status(s)}\"" if s.processes else "",
         f"echo \"lock:     $({lock.status_line(s)})\"",
     )
 
 
-def logs_script(s, follow: bool, lines: int, since: str | None, nginx: bool) -> str:
+def logs_script(s, follow: bool, lines: int, since: str | None, nginx: bool,
+                process: str | None = None) -> str:
+    if process:
+        if process not in s.processes:
+            raise KitError(f"there is no process {process!r} in processes:",
+                           f"pick one of: {', '.join(s.processes) or '(none configured)'}")
+        return script(manager_for(s).process_logs(s, process, follow=follow, lines=lines, since=since))
     if nginx:
         files = f"/var/log/nginx/{s.app_name}.access.log /var/log/nginx/{s.app_name}.error.log"
         return script(f"tail -n {int(lines)}{' -F' if follow else ''} {files}")

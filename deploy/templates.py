@@ -5,6 +5,7 @@ supplies the values (StrictUndefined: a missing value is an error, never an empt
 """
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -26,6 +27,22 @@ _env = Environment(
 )
 
 MANAGED = "Managed by flasksample (fab setup); local edits are overwritten."
+
+
+def systemd_word(text: str) -> str:
+    """One argument on an Exec line: double-quoted, with systemd's escapes ($$ and %% stop
+    variable and specifier expansion)."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def supervisor_word(text: str) -> str:
+    """One argument of a supervisor command= line: shell-quoted, with %% for its expansion."""
+    return shlex.quote(text).replace("%", "%%")
+
+
+_env.filters.update(systemd_word=systemd_word, supervisor_word=supervisor_word,
+                    shell_word=shlex.quote)
 
 
 def context(s: Settings) -> dict:

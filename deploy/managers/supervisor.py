@@ -13,7 +13,10 @@ NAME = "supervisor"
 
 
 def files(s) -> list[ManagedFile]:
-    return [ManagedFile(layout.supervisor_conf(s), templates.render("supervisor/app.conf.j2", s)),
+    # The processes: programs share the app's file: supervisorctl update adds and removes them.
+    programs = "".join(templates.render("supervisor/process.conf.j2", s, name=name, command=command)
+                       for name, command in s.processes.items())
+    return [ManagedFile(layout.supervisor_conf(s), templates.render("supervisor/app.conf.j2", s) + programs),
             ManagedFile(layout.tmpfiles_conf(s), templates.render("supervisor/tmpfiles.conf.j2", s))]
 
 
@@ -44,6 +47,27 @@ def activate(s, f, changed: set[str]) -> list[str]:
         lines.append(f"usermod -a -G {q(s.app_user)} www-data && systemctl reload-or-restart nginx")
         lines.append("supervisorctl reread >/dev/null && supervisorctl update >/dev/null")
     return lines
+
+
+def restart_processes(s) -> str:
+    names = " ".join(layout.process_names(s))
+    return f"supervisorctl restart {names} >/dev/null" if names else ""
+
+
+def processes_running(s) -> str:
+    names = " ".join(layout.process_names(s))
+    return f"! supervisorctl status {names} | grep -qv RUNNING" if names else "true"
+
+
+def process_logs(s, name: str, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
+    path = q(f"/var/log/supervisor/{s.app_name}-{name}.log")
+    return f"tail -n {int(lines)}{' -F' if follow else ''} {path}"
+
+
+def process_status(s) -> str:
+    """Shell printing `name=STATE` for each of processes: (one word each)."""
+    return " ".join(f"{name}=$(supervisorctl status {s.app_name}-{name} | awk '{{print $2}}')"
+                    for name in s.processes)
 
 
 def start(s) -> str:

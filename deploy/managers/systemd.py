@@ -22,7 +22,9 @@ def files(s) -> list[ManagedFile]:
     return [
         ManagedFile(layout.unit_path(s, "socket"), templates.render("systemd/app.socket.j2", s)),
         ManagedFile(layout.unit_path(s, "service"), templates.render("systemd/app.service.j2", s)),
-    ]
+    ] + [ManagedFile(layout.process_unit(s, name), templates.render(
+        "systemd/process.service.j2", s, name=name, command=command))
+        for name, command in s.processes.items()]
 
 
 def verify(s, staged: list[str]) -> str:
@@ -43,7 +45,32 @@ def verify(s, staged: list[str]) -> str:
 
 def probes(s):
     sock, svc = units(s)
-    return [facts.enabled(sock), facts.enabled(svc), facts.active(sock), facts.active(svc)]
+    procs = [p for u in layout.process_names(s)
+             for p in (facts.enabled(f"{u}.service"), facts.active(f"{u}.service"))]
+    return [facts.enabled(sock), facts.enabled(svc), facts.active(sock), facts.active(svc),
+            *procs, facts.procunits(s.app_name), facts.exists(f"{s.root}/current/.venv")]
+
+
+def process_lines(s, f, changed: set[str]) -> list[str]:
+    """Processes: units: remove dropped ones, enable new ones, (re)start changed ones once a
+    release is deployed (before that they have no code to run)."""
+    lines = []
+    wanted = [f"{u}.service" for u in layout.process_names(s)]
+    for unit in sorted(set(f.get(f"procunits:{s.app_name}", "").split()) - set(wanted)):
+        lines += [f"systemctl disable -q --now {q(unit)} 2>/dev/null || true",
+                  f"rm -f {q('/etc/systemd/system/' + unit)}", "systemctl daemon-reload"]
+    deployed = f.get(f"exists:{s.root}/current/.venv") == "yes"
+    off = [u for u in wanted if f.get(f"enabled:{u}") != "enabled"]
+    if off:
+        lines.append(f"systemctl enable -q {' '.join(off)}")
+    if deployed:
+        restart = [u for u in wanted if layout.process_unit(s, u[len(s.app_name) + 1:-8]) in changed]
+        start = [u for u in wanted if f.get(f"active:{u}") != "active" and u not in restart]
+        if restart:
+            lines.append(f"systemctl restart {' '.join(restart)}")
+        if start:
+            lines.append(f"systemctl start {' '.join(start)}")
+    return lines
 
 
 def activate(s, f, changed: set[str]) -> list[str]:
@@ -62,7 +89,28 @@ def activate(s, f, changed: set[str]) -> list[str]:
             lines.append(f"systemctl start {sock}")
         if running and layout.unit_path(s, "service") in changed:
             lines.append(f"systemctl restart {svc}")
-    return lines
+    return lines + process_lines(s, f, changed)
+
+
+def restart_processes(s) -> str:
+    """After a switch or rollback: each process stops (TERM, its job finished) and starts
+    on the release `current` points to now."""
+    names = " ".join(f"{u}.service" for u in layout.process_names(s))
+    return f"systemctl restart {names}" if names else ""
+
+
+def processes_running(s) -> str:
+    names = " ".join(f"{u}.service" for u in layout.process_names(s))
+    return f"systemctl is-active -q {names}" if names else "true"
+
+
+def process_logs(s, name: str, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
+    return logs(s, follow, lines, since).replace(f"-u {s.app_name}.service", f"-u {s.app_name}-{name}.service", 1)
+
+
+def process_status(s) -> str:
+    """Shell printing `name=state` for each of processes: (one word each)."""
+    return " ".join(f"{name}=$(systemctl is-active {s.app_name}-{name}.service)" for name in s.processes)
 
 
 def start(s) -> str:

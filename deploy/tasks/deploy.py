@@ -64,7 +64,9 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
 
     def prepare(r: Remote):
         s = settings_for(r)
-        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force), "prepare",
+        # release_command: once per deploy, on the first host
+        run_step(r, release.prepare_script(s, pkg.release, pkg.req_hash, who, force,
+                                           release_command=r is remotes[0]), "prepare",
                  stdin=archive)
 
     def abort(r: Remote):

@@ -37,7 +37,8 @@ def web_row(remote: Remote, s) -> dict[str, str]:
     code = HEALTH_CODE.search(f.get("health", ""))
     return {"host": remote.label, "role": "web", "release": f.get("release", "?"),
             "process": f.get("service", "?").split(" (")[0], "health": code[1] if code else "none",
-            "uptime": f.get("uptime", ""), "workers": f.get("workers", ""), "lock": f.get("lock", "")}
+            "uptime": f.get("uptime", ""), "workers": f.get("workers", ""), "lock": f.get("lock", ""),
+            "processes": f.get("processes", "")}
 
 
 def lb_row(remote: Remote, s) -> dict[str, str]:
@@ -61,6 +62,8 @@ def table(rows: list[dict[str, str]]) -> list[str]:
             if r.get("release") and r["release"] != common:
                 r["note"] = (r.get("note", "") + f" drift: not on {common}").strip()
     cols = ["host", "role", "release", "process", "health", "uptime", "workers", "lock", "note"]
+    if any(r.get("processes") for r in rows):  # the app's processes: (name=state)
+        cols.insert(cols.index("lock"), "processes")
     cells = [[c.upper() for c in cols]] + [[r.get(c, "") or "-" for c in cols] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
     return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
@@ -95,14 +98,17 @@ class Prefixed:
             self.write("\n")
 
 
-def logs(fleet: Fleet, follow: bool, lines: int, since: str | None, web: bool) -> None:
+def logs(fleet: Fleet, follow: bool, lines: int, since: str | None, web: bool,
+         process: str | None = None) -> None:
     hosts = fleet.web if not web else fleet.hosts
     width = max(len(r.label) for r in hosts)
 
     def one(r: Remote):
         out = Prefixed(r.label, width)
         s = fleet.settings_for(r)
-        if web:
+        if process:  # one of processes: (deploy/service.py)
+            text = service.logs_script(s, follow, lines, since, False, process)
+        elif web:
             text = logfilter.nginx_logs_script(s, follow, lines, since)
         elif since and s.process_manager == "supervisor":
             text = logfilter.supervisor_logs_script(s, follow, lines, since)

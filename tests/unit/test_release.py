@@ -370,7 +370,7 @@ def test_switch_script_shape(s):
     assert lines[:7] == HEADER.splitlines() + ["trap '' HUP INT PIPE", "kit_log=$(mktemp)", "set +e"]
     assert lines[-2:] == [') > "$kit_log" 2>&1; rc=$?', 'cat "$kit_log"; rm -f "$kit_log"; exit $rc']
     assert re.findall(r"::step (\w+)", text) == ["switch", "health", "finish"]
-    assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)}; then" in lines
+    assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)} || ! kit_processes_up; then" in lines
     assert "    " + release.point_current(s, '"$prev"') in lines
     assert (f"  echo \"::error release {R2} failed its health check through nginx; ${{prev:-no previous "
             "release} serves again — correct the app (its log is above) and deploy again\"; exit 4") in lines

@@ -14,7 +14,7 @@ from deploy.steps import ordered
 from deploy.steps.packages import install_lines
 
 BARE_ANSWER = {"pkg": MISSING, "user": MISSING, "dir": MISSING, "sha": MISSING,
-               "link": MISSING, "exists": "no", "enabled": "", "active": ""}
+               "link": MISSING, "exists": "no", "enabled": "", "active": "", "procunits": ""}
 
 SERVICE = "/etc/systemd/system/flasksample.service"
 SOCKET = "/etc/systemd/system/flasksample.socket"
@@ -58,6 +58,7 @@ def converged(s) -> dict:
             "exists": lambda a: "no",
             "enabled": lambda a: "enabled",
             "active": lambda a: "active",
+            "procunits": lambda a: "",
         }[p.kind](p.arg)
     return answer
 
@@ -193,7 +194,7 @@ def test_wanted_state_for_custom_settings_plans_nothing(make):
         kind, arg = key.split(":", 1)
         f[key] = {"pkg": "installed", "user": "shop:/opt/shop:/usr/sbin/nologin",
                   "link": layout.nginx_site(s), "exists": "no", "enabled": "enabled",
-                  "active": "active"}.get(kind, f[key])
+                  "active": "active", "procunits": ""}.get(kind, f[key])
     for path, owner, mode in [("/opt/shop", "root:root", "755"), ("/opt/shop/releases", "root:root", "755"),
                               ("/opt/shop/venvs", "root:root", "755"),
                               ("/opt/shop/shared", "root:shop", "750"), ("/opt/shop/.kit", "root:root", "700")]:
