@@ -3,11 +3,13 @@
 Starts 4 sandbox hosts (bench1..bench4), sets them up and deploys, then on bench1, under a
 steady load of 8 clients through nginx, performs in turn: the article's way (`killall
 gunicorn; gunicorn -D`), `systemctl restart`, `systemctl reload`, `fab deploy`, `fab rollback`,
-a failed deploy; then `fab deploy` to all 4 hosts under load. Then `fab setup` switches bench1
-to `process_manager: supervisor` and, under the same load: `supervisorctl restart`,
-`supervisorctl signal HUP`, `fab deploy`, `fab rollback`, `fab restart`. Also measures no-op `fab setup`
-and warm code-only `fab deploy` (median of 5, with where the seconds go), 4 hosts vs 1, and
-`systemd-analyze security`. Writes the table to stdout and bench/RESULTS.md, the plot to
+a failed deploy, the events that need a new gunicorn master (`fab deploy` with changed
+requirements, `fab rollback` across that change, `fab env.set`, `fab restart`); then `fab
+deploy` to all 4 hosts under load. Then `fab setup` switches bench1 to `process_manager:
+supervisor` and, under the same load: `supervisorctl restart`, `supervisorctl signal HUP`, and
+the kit's events again. Also measures no-op `fab setup` and warm code-only `fab deploy` (median
+of 5, with where the seconds go, fab's own CPU and the host's), 4 hosts vs 1, and `systemd-analyze
+security`. Every figure is printed beside the one of the previous run (the RESULTS.md it replaces). Writes the table to stdout and bench/RESULTS.md, the plot to
 bench/deploy-load.png. The hosts are removed at the end (pass or fail) unless --keep.
 
     .venv/bin/python -m bench [--keep] [--prefix bench] [--out bench]
@@ -33,8 +35,12 @@ ROOT = "/srv/flasksample"
 SOCK = "/run/flasksample.sock"
 ARTICLE_START = f"cd {ROOT}/current && .venv/bin/gunicorn -w 4 serve:app -D --bind unix:{SOCK}"
 SETTLE = 2.0  # seconds for all workers of a (re)started gunicorn to have imported the app
-TARGETS = {"deploy": 1.5, "noop": 1.0, "fleet": 1.3, "maxlat": 100.0, "exposure": 2.0}
+TARGETS = {"deploy": 0.8, "noop": 0.4, "fleet": 1.3, "maxlat": 100.0, "exposure": 2.0, "gap": 100.0,
+           "cold": 0.7 * 12.0}
 BASELINES = {"hand-written Fabric script": 2.0, "pyinfra": 3.5, "Ansible": 9.1}
+# The kit's own events: none may stall (longest gap without a good answer) or fail.
+KIT_EVENTS = ("fab deploy", "fab rollback", "fab deploy, requirements changed",
+              "fab rollback across the requirements change", "fab env.set", "fab restart")
 
 
 LOG: list[str] = []
@@ -154,6 +160,43 @@ def systemctl_event(h, verb: str, tag: str):
 SUP = "supervisor: "
 
 
+def variants(work, **kw):
+    """tag → the fabric.yaml of that app variant, each made once (tags with "req" in them
+    also change the requirements)."""
+    made: dict[str, str] = {}
+
+    def cfg(tag):
+        if tag not in made:
+            made[tag] = apps.variant(work, tag, requirements=tag if "req" in tag else "", **kw)
+        return made[tag]
+    return cfg
+
+
+def new_master_events(h, url, cfg, back_to, prefix="", supervisor=False, restart=True) -> list:
+    """The kit's events that need a new gunicorn master, under load: deploy with changed
+    requirements (a new venv), rollback across that change, env.set, fab restart (after an
+    in-place edit of the current release, so its new body shows when the new master serves)."""
+    events = []
+    tag = "s" if supervisor else ""
+
+    def ev(name, command, action, new_tag, **kw):
+        log(f"under load: {prefix}{name}")
+        events.append(watched(lambda: measure(prefix + name, command, url, action, new_tag, **kw), [h],
+                              supervisor=supervisor))
+
+    ev("fab deploy, requirements changed", "fab deploy", fab_action([h], "deploy", config=cfg(f"{tag}req")),
+       f"{tag}req")
+    ev("fab rollback across the requirements change", "fab rollback",
+       fab_action([h], "rollback", config=cfg(f"{tag}req")), back_to)
+    ev("fab env.set", "fab env.set BENCH_ENV=1", fab_action([h], "env.set", f"BENCH_ENV={tag}1",
+                                                           config=cfg(f"{tag}req")), None, expect_new=False)
+    if restart:
+        time.sleep(SETTLE)
+        h.root(apps.edit_in_place_cmd(ROOT, f"{tag}fabrestart"))
+        ev("fab restart", "fab restart", fab_action([h], "restart", config=cfg(f"{tag}req")), f"{tag}fabrestart")
+    return events
+
+
 GUNICORN = "'^/srv/[^ ]*/bin/python[0-9.]* [^ ]*/bin/gunicorn '"
 MASTERS_CMD = (f"for p in $(pgrep -f {GUNICORN}); do pgrep -f {GUNICORN} | grep -qx \"$(ps -o ppid= -p $p | tr -d ' ')\" "
                "|| echo $p; done | wc -l")
@@ -166,12 +209,7 @@ def supervisor_events(h, work) -> tuple[list, str]:
     in-place edits of the current release (s1); `s2` a code-only deploy; rollback goes back to
     the s1 release (whose file says `shup` by then); `sfabrestart` an in-place edit before `fab restart`.
     """
-    made: dict[str, str] = {}
-
-    def cfg(tag):
-        if tag not in made:
-            made[tag] = apps.variant(work, tag, manager="supervisor")
-        return made[tag]
+    cfg = variants(work, manager="supervisor")
 
     url = [f"http://{h.address}/"]
     switch = must(H.fab([h], "setup", config=cfg("s0")), "setup: switch bench1 to supervisor")
@@ -210,6 +248,8 @@ def supervisor_events(h, work) -> tuple[list, str]:
     events.append(watched(lambda: measure(SUP + "fab restart", "fab restart", url,
                                           fab_action([h], "restart", config=cfg("s2")), "sfabrestart"), [h],
                           supervisor=True))
+    # back to s1, which says `sfabrestart` by then; fab restart was measured above
+    events += new_master_events(h, url, cfg, "sfabrestart", SUP, supervisor=True, restart=False)
     return events, switched
 
 
@@ -234,6 +274,32 @@ def fmt(x, spec=".2f", none="—"):
     return none if x is None else format(x, spec)
 
 
+def previous_figures(path: Path) -> dict[str, list[str]]:
+    """The table rows of the RESULTS.md this run replaces: first cell → the other cells."""
+    rows: dict[str, list[str]] = {}
+    text = path.read_text() if path.exists() else ""
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows.setdefault(cells[0], [c.split(" (was ")[0] for c in cells[1:]])
+    return rows
+
+
+PREVIOUS: dict[str, list[str]] = {}
+
+
+def row(name: str, cells: list[str], compare: set[int] | None = None) -> str:
+    """A table row whose figures stand beside the previous run's: `now (was before)`."""
+    before = PREVIOUS.get(name, [])
+    shown = []
+    for i, cell in enumerate(cells):
+        was = before[i] if i < len(before) else ""
+        if was and was != cell and (compare is None or i in compare):
+            cell = f"{cell} (was {was})"
+        shown.append(cell)
+    return f"| {name} | " + " | ".join(shown) + " |"
+
+
 def event_table(events) -> list[str]:
     out = ["| event | exit | command took s | new code answers after s | requests sent | failed (kinds) | p50 ms | p99 ms | max ms | longest gap without a good answer, ms |",
            "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|"]
@@ -246,8 +312,9 @@ def event_table(events) -> list[str]:
         new = fmt(ev.new_after) if ev.expect_new else ("never (correct)" if ev.new_after is None else f"{ev.new_after:.2f} (WRONG)")
         if ev.expect_new and ev.new_after is None:
             new = "never (within 12 s)"
-        out.append(f"| {ev.name} | {ev.rc} | {ev.took:.2f} | {new} | {st['sent']} | {failed} | "
-                   f"{st['p50_ms']:.1f} | {st['p99_ms']:.1f} | {st['max_ms']:.0f} | {st['gap_ms']:.0f} |")
+        out.append(row(ev.name, [str(ev.rc), f"{ev.took:.2f}", new, str(st["sent"]), failed,
+                                 f"{st['p50_ms']:.1f}", f"{st['p99_ms']:.1f}", f"{st['max_ms']:.0f}",
+                                 f"{st['gap_ms']:.0f}"], compare={1, 2, 4, 7, 8}))
     return out
 
 
@@ -271,6 +338,9 @@ def render(ctx) -> str:
              "Rows \"supervisor: …\": bench1 after `fab -f FILE setup` switched it to `process_manager: supervisor` "
              f"({ctx['switch']}; gunicorn binds its own socket there); every `fab` run there uses that FILE.")
     L.append("")
+    L.append("Every figure that changed since the previous run (the RESULTS.md this one replaced) is "
+             "followed by `(was …)`.")
+    L.append("")
     L += event_table(ctx["events"])
     L.append("")
     L.append("What the columns mean: *command took* is from the event's start until its command returned "
@@ -291,7 +361,10 @@ def render(ctx) -> str:
     L.append("|---|---:|---:|---:|")
     for name, val, tgt, unit in ctx["targets"]:
         ratio = "—" if val is None else f"{val / tgt:.2f}"
-        L.append(f"| {name} | {fmt(val)}{unit} | ≤ {tgt}{unit} | {ratio} |")
+        L.append(row(name, [f"{fmt(val)}{unit}", f"≤ {tgt:g}{unit}", ratio], compare={0, 2}))
+    L.append("")
+    L.append(f"Failed requests during the kit's own events ({', '.join(KIT_EVENTS)}; both managers): "
+             f"{ctx['kit_failed']}.")
     L.append("")
     wd = ctx["warm_median"]
     L.append("Warm code-only deploy vs the baselines: " + ", ".join(
@@ -303,7 +376,15 @@ def render(ctx) -> str:
     L.append("| part | 1 host, s | 4 hosts, s (slowest host per step) |")
     L.append("|---|---:|---:|")
     for name, one, four in zip(PARTS, ctx["breakdown"], ctx["breakdown4"]):
-        L.append(f"| {name} | {one:.2f} | {four:.2f} |")
+        L.append(row(name, [f"{one:.2f}", f"{four:.2f}"]))
+    L.append("")
+    L.append("CPU per warm code-only deploy, 1 host (median of 5; the host's parts from its cgroups' "
+             "`cpu.stat`, read over SSH just before and after each deploy):")
+    L.append("")
+    L.append("| where | CPU s |")
+    L.append("|---|---:|")
+    for name, val in ctx["cpu"]:
+        L.append(row(name, [f"{val:.2f}"]))
     L.append("")
     if ctx["quiet_crashes"]:
         L.append(f"During these {2 * len(ctx['warm_walls'])} deploys without load, a gunicorn master exited "
@@ -343,6 +424,7 @@ def main(argv=None) -> int:
     if left:
         log(f"removing leftovers of an earlier bench run: {', '.join(left)}")
         H.stop(left, log)
+    PREVIOUS.update(previous_figures(Path(args.out) / "RESULTS.md"))
     work = Path(tempfile.mkdtemp(prefix="bench-apps-"))
     rev, dirty = H.snapshot_kit(work / "kit")
     rev_line = f"{rev} (committed tree, extracted at the start; `fab` ran from that copy" + (
@@ -369,9 +451,12 @@ def main(argv=None) -> int:
         startup = [H.fab([h], "--list").wall for _ in range(3)]
         crash0 = crashes(hs)
         log(f"warm code-only fab deploy ×{args.repeat}, 1 host and 4 hosts interleaved (same background load)")
-        warm, fleet_runs = [], []
+        warm, fleet_runs, host_cpu = [], [], []
         for i in range(args.repeat):
+            before = h.cpu()
             warm.append(must(H.fab([h], "deploy", config=apps.variant(work, f"warm{i + 1}")), f"warm deploy {i + 1}"))
+            after = h.cpu()
+            host_cpu.append({k: after[k] - before[k] for k in after})
             fleet_runs.append(must(H.fab(hs, "deploy", config=apps.variant(work, f"fleet{i + 1}")), f"4-host deploy {i + 1}"))
         fleet = [r.wall for r in fleet_runs]
 
@@ -399,6 +484,7 @@ def main(argv=None) -> int:
         bad.note = (f"exit {bad.rc} ({'non-zero, as it must' if bad.rc else 'ZERO: the failure was not reported'}); "
                     f"afterwards / says {still!r}")
         events.append(bad)
+        events += new_master_events(h, [f"http://{h.address}/"], variants(work), "v1")
         log("under load: fab deploy to 4 hosts")
         fleet_ev = watched(lambda: measure("fab deploy, 4 hosts", "fab -H a,b,c,d deploy",
                                            [f"http://{x.address}/" for x in hs],
@@ -427,7 +513,16 @@ def main(argv=None) -> int:
                     LOG.append(f"--- {h.name} nginx error.log after {ev.name}:\n{err}")
         events += sup_events
 
+        # -- fleet (helper "fleet"): 1/4/8-host deploys behind the load balancer go here, as events
+        #    measured with measure(..., [balancer URL], ...) appended to `events`, and their ratios
+        #    as rows of ctx["targets"] below.
+
         warm_median = median([r.wall for r in warm])
+        cpu = [("`fab` itself (local: python, imports, packing, SSH)", median([r.cpu for r in warm]))] + [
+            (f"host: {part}", median([c[part] for c in host_cpu])) for part in H.Host.CGROUPS]
+        kit_evs = [ev for ev in events if ev.name.removeprefix(SUP) in KIT_EVENTS]
+        worst = {m: max((ev for ev in kit_evs if ev.name.startswith(SUP) == (m == "supervisor")),
+                        key=lambda ev: ev.stats()["gap_ms"]) for m in ("systemd", "supervisor")}
         noop_median = median(noop)
         fleet_ratio = median(fleet) / warm_median
         deploy_ev = events[3]
@@ -440,9 +535,14 @@ def main(argv=None) -> int:
             "breakdown": breakdown(warm, median(startup)), "security_line": sec_line,
             "breakdown4": breakdown(fleet_runs, median(startup)), "load_before": load_before,
             "load_after": os.getloadavg(), "journald": journald, "quiet_crashes": quiet_crashes, "switch": switch,
+            "cpu": cpu, "kit_failed": sum(ev.stats()["failed"] + ev.failed_outside for ev in kit_evs),
             "targets": [
                 ("warm code-only `fab deploy`, 1 host (median of 5, wall clock)", warm_median, TARGETS["deploy"], " s"),
                 ("no-op `fab setup` (median of 5, wall clock)", noop_median, TARGETS["noop"], " s"),
+                ("cold: first `fab setup` + first `fab deploy` (venv built), 4 bare hosts at once, vs 0.7 × the "
+                 "hand-written Fabric script's 12 s", cold_setup + cold_deploy, TARGETS["cold"], " s"),
+                *[(f"longest gap without a good answer, worst kit event under {m} ({worst[m].name.removeprefix(SUP)})",
+                   worst[m].stats()["gap_ms"], TARGETS["gap"], " ms") for m in worst],
                 ("`fab deploy` 4 hosts / 1 host (medians of 5, interleaved)", fleet_ratio, TARGETS["fleet"], "×"),
                 ("max request latency during `fab deploy` under load", deploy_ev.stats()["max_ms"], TARGETS["maxlat"], " ms"),
                 ("`systemd-analyze security flasksample` exposure", exposure, TARGETS["exposure"], ""),

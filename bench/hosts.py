@@ -8,6 +8,7 @@ packing are part of what a deploy costs.
 from __future__ import annotations
 
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,7 @@ class FabRun:
     rc: int
     wall: float
     out: str
+    cpu: float = 0.0  # user + system CPU seconds of the local `fab` process
 
     def steps(self) -> dict[str, float]:
         """`lock 0.00s, unpack 0.01s, …` lines → {step: seconds} (summed across hosts/lines)."""
@@ -81,6 +83,24 @@ class Host:
         subprocess.run(["ssh", "-F", self.ssh_config, "-o", f"ControlPath={self.control}", "-O", "exit",
                         f"root@{self.name}"], capture_output=True, timeout=10)
 
+    # CPU time (cgroup v2 `usage_usec`) of the parts of a host a deploy makes work.
+    CGROUPS = {"gunicorn (reload, hand-over; the app's unit or supervisord)":
+               ["system.slice/flasksample.service", "system.slice/supervisor.service"],
+               "ssh sessions (sshd, the kit's scripts, curl, the preflight boot)": ["user.slice", "system.slice/ssh.service"],
+               "whole host": ["init.scope", "system.slice", "user.slice"]}
+
+    def cpu(self) -> dict[str, float]:
+        """Seconds of CPU each part of the host has used so far (see CGROUPS)."""
+        paths = sorted({p for ps in self.CGROUPS.values() for p in ps})
+        out = self.root("for p in " + " ".join(paths) + "; do printf '%s ' \"$p\"; "
+                        "awk '/^usage_usec/ {print $2; f=1} END {if (!f) print 0}' "
+                        "/sys/fs/cgroup/unified/$p/cpu.stat 2>/dev/null || echo 0; done", check=False).stdout
+        used = {}
+        for line in out.splitlines():
+            name, _, usec = line.partition(" ")
+            used[name] = int(usec.strip() or 0) / 1e6
+        return {part: sum(used.get(p, 0.0) for p in ps) for part, ps in self.CGROUPS.items()}
+
     def wait_http(self, contains: str = "", timeout: float = 30) -> None:
         """Until nginx answers 200 on / (with `contains` in the body), as seen from the host."""
         deadline = time.monotonic() + timeout
@@ -96,9 +116,13 @@ def fab(hosts: list[Host], *task: str, config: str | None = None, timeout: float
     argv = FAB + ["-S", hosts[0].ssh_config, "-H", ",".join(h.name for h in hosts)]
     if config:
         argv += ["-f", config]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
     p = subprocess.run(argv + list(task), cwd=KIT, capture_output=True, text=True, timeout=timeout)
-    return FabRun(p.returncode, time.monotonic() - t, p.stdout + p.stderr)
+    wall = time.monotonic() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return FabRun(p.returncode, wall, p.stdout + p.stderr, cpu)
 
 
 def start(names: list[str], log) -> list:
