@@ -38,7 +38,7 @@ import json
 import re
 import textwrap
 
-from deploy import health, layout, lock, settings
+from deploy import audit, health, layout, lock, settings
 from deploy.errors import KitError
 from deploy.managers import manager_for
 from deploy.shell import q, script
@@ -230,9 +230,10 @@ def list_script(s) -> str:
     return script(f"[ -e {q(layout.env_file(s))} ] || echo '::missing'", run_program(s, "list"))
 
 
-def change_script(s, holder: str) -> str:
+def change_script(s, holder: str, what: str = "env change") -> str:
     """Edit the env file (changes on stdin) under the deploy lock; if it changed and the app
-    runs, restart it behind the health gate, putting the previous file back if unhealthy."""
+    runs, restart it behind the health gate, putting the previous file back if unhealthy.
+    A change is recorded in the audit log as `what` (names only, never values)."""
     m = manager_for(s)
     env, prev = q(layout.env_file(s)), q(f"{layout.kit_dir(s)}/{BACKUP}")
     gate = f"kit_healthy '' {s.health_timeout} {health.through_nginx(s)}"
@@ -246,6 +247,7 @@ def change_script(s, holder: str) -> str:
         f"out=$({run_program(s, 'edit')})",
         'printf "%s\\n" "$out"',
         'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac',
+        audit.append_line(s, holder, what),
         f"if ! {m.is_active(s)}; then echo 'the app is not running: the new environment "
         "applies when it starts'; exit 0; fi",
         "echo 'note: under supervisor, gunicorn closes its socket while it restarts: requests "

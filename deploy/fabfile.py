@@ -3,7 +3,7 @@
     fab -H deploy@web1 setup deploy        set up a bare Debian/Ubuntu host, ship the app
     fab -H web1,web2 deploy                 several hosts: prepared in parallel, switched together
     fab setup deploy                        the hosts of servers: {web: [...], lb: [...]} in fabric.yaml
-    fab -H web1 status | logs -f | rollback | restart | releases
+    fab -H web1 status | logs -f | rollback | restart | releases | audit
     fab -H web1 trust [--fingerprint SHA256:…]   check and record a host's SSH key
     fab -H web1 env.set SECRET_KEY | env.list | env.unset NAME   the app's secrets on the server
     fab sandbox.up                          a local throwaway Debian host to try it on
@@ -12,22 +12,35 @@ from fabric import Connection
 from invoke import Collection
 from invoke.exceptions import Exit
 
-from deploy import release, service, settings
+from deploy import audit as audit_log
+from deploy import release, report, service, settings
 from deploy.tasks import deploy as deployer
 from deploy.tasks import apptasks, secrets
 from deploy.tasks import setup as provision
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
+from deploy.errors import KitError
 from deploy.fleet import Fleet, each, on_hosts, remotes_for_run
+from deploy.lock import holder
 from deploy.logfilter import check_since
 from deploy.tasks import balance, overview
 from deploy.sandbox.tasks import sandbox as sandbox_ns
 
 
-@on_hosts(roles=("web", "lb"))
-def setup(fleet):
+@on_hosts(roles=("web", "lb"), help={
+    "check": "only print what setup would change on the app hosts (with a diff of each file); "
+             "change nothing; exit 1 if anything would change"})
+def setup(fleet, check=False):
     """Turn bare Debian/Ubuntu servers into app hosts, and lb hosts into the load balancer
     over them (idempotent; reports each change)."""
+    if check:
+        drift = [r.label for r, changes in zip(fleet.web, each(
+            fleet.web, lambda r: provision.check(r, fleet.settings_for(r))))
+            if any(ch.changed for ch in changes)]
+        if drift:
+            raise KitError(f"setup would change {', '.join(drift)}",
+                           "review the diff above, then run fab setup")
+        return
     each(fleet.web, lambda r: provision.setup(r, fleet.settings_for(r)))
     each(fleet.web, lambda r: secrets.sync_settings(r, fleet.settings_for(r)))  # env: → env file
     balance.setup_balancers(fleet)
@@ -55,7 +68,24 @@ def _show_on_each(fleet: Fleet, task, build, parallel=True):
 @on_hosts()
 def restart(fleet):
     """Restart the app's gunicorn (no request dropped) and wait until it is healthy."""
-    _show_on_each(fleet, "restart", service.restart_script)
+    who = holder()
+    _show_on_each(fleet, "restart",
+                  lambda s: service.restart_script(s) + audit_log.append_line(s, who, "restart") + "\n")
+
+
+def _check_number(number=50, **_):
+    if not str(number).isdigit():
+        raise KitError(f"-n {number!r} is not a number of entries", "use e.g. fab audit -n 100")
+
+
+@on_hosts(check=_check_number, help={"number": "how many entries per host (default 50)"})
+def audit(fleet, number=50):
+    """Who changed what and when on each host: setup, deploy, rollback, restart, env, exec."""
+    for r in fleet.web:
+        out = r.must(audit_log.show_script(fleet.settings_for(r), int(number)), "reading the audit log")
+        entries = [line for line in out.lines if line and not line.startswith("::")]
+        for line in entries or ["no audit entries yet"]:
+            report.host_say(r.label, "  " + (audit_log.format_entry(line) if entries else line))
 
 
 @on_hosts(roles=("web", "lb"), connect=False)
@@ -129,7 +159,7 @@ def init_app(c, directory="."):
         "`flasksample -H deploy@HOST trust setup deploy`")
 
 
-ns = Collection(setup, deploy, rollback, restart, status, releases, logs, trust, show_settings,
+ns = Collection(setup, deploy, rollback, restart, audit, status, releases, logs, trust, show_settings,
                 init_app, exec_)
 ns.add_collection(sandbox_ns)
 ns.add_collection(secrets.env_ns)

@@ -6,7 +6,7 @@
     /srv/<app>/venvs/<hash>/       virtualenvs, shared by releases with the same requirements
     /srv/<app>/current -> releases/<id>
     /srv/<app>/shared/env          the app's environment (secrets), root:<app> 0640
-    /srv/<app>/.kit/               the kit's own state: deploy lock, deploy log
+    /srv/<app>/.kit/               the kit's own state: deploy lock, deploy log, audit log
 """
 from __future__ import annotations
 
@@ -70,6 +70,11 @@ def lock_dir(s: Settings) -> str:
 
 def deploy_log(s: Settings) -> str:
     return f"{s.root}/.kit/deploys.log"
+
+
+def audit_log(s: Settings) -> str:
+    """Who changed what and when on this host (deploy/audit.py); root-only."""
+    return f"{s.root}/.kit/audit.log"
 
 
 def socket_path(s: Settings) -> str:

@@ -12,7 +12,7 @@ order of a deploy on each host:
 """
 from __future__ import annotations
 
-from deploy import appcmd, health, layout, lock
+from deploy import appcmd, audit, health, layout, lock
 from deploy.managers import manager_for
 from deploy.shell import q, scratch, script, step
 
@@ -225,6 +225,7 @@ def finish_lines(s, release: str, holder: str, verb: str) -> list[str]:
     return [
         step("finish"),
         f"echo \"$(date -u +%Y-%m-%dT%H:%M:%SZ) \"{entry} >> {q(layout.deploy_log(s))}",
+        audit.append_line(s, holder, f"{verb} {release}"),
         *cleanup_lines(s),
         lock.release_line(s),
     ]

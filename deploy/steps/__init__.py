@@ -11,11 +11,13 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Change:
-    """What a step would do: `lines` to run (none = unchanged) and a short human summary."""
+    """What a step would do: `lines` to run (none = unchanged), a short human summary, and
+    the files it would write as (path, content), which `fab setup --check` diffs."""
 
     step: str
     summary: str = "unchanged"
     lines: list[str] = field(default_factory=list)
+    files: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:

@@ -51,11 +51,12 @@ class NginxSite:
 
     def plan(self, s, f) -> Change:
         content = self.content(s)
-        lines, what = [], []
+        lines, what, files = [], [], []
         if (f.get(f"sha:{layout.nginx_site(s)}") != sha256(content)
                 or f.get(f"link:{layout.nginx_enabled(s)}") != layout.nginx_site(s)
                 or f.get(f"exists:{layout.NGINX_DEFAULT_SITE}") == "yes"):
             lines += apply_lines(s, content)
+            files.append((layout.nginx_site(s), content))
             what.append(f"write {layout.nginx_site(s)}, enable it, remove the default site")
         elif f.get("active:nginx") != "active":
             lines.append("systemctl start nginx")
@@ -63,4 +64,4 @@ class NginxSite:
         if f.get("enabled:nginx") != "enabled":
             lines.append("systemctl enable -q nginx")
             what.append("enable nginx")
-        return Change(self.name, ", ".join(what), lines) if lines else Change(self.name)
+        return Change(self.name, ", ".join(what), lines, files) if lines else Change(self.name)

@@ -53,4 +53,7 @@ class ProcessManagerFiles:
         if activate and not changed:
             what.append("; ".join(activate))
         lines += activate
-        return Change(self.name, ", ".join(what) or "unchanged", lines) if lines else Change(self.name)
+        if not lines:
+            return Change(self.name)
+        return Change(self.name, ", ".join(what) or "unchanged", lines,
+                      [(mf.path, mf.content) for mf in changed])

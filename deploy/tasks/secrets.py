@@ -56,9 +56,10 @@ def _report(remote: Remote, out) -> bool:
     return "::env changed" in out.lines
 
 
-def apply(remote: Remote, s, payload: str, what: str) -> bool:
-    """Send the changes (on stdin) and apply them; True when the env file changed."""
-    out = remote.run(envfile.change_script(s, holder()), stdin=payload)
+def apply(remote: Remote, s, payload: str, what: str, audit_what: str) -> bool:
+    """Send the changes (on stdin) and apply them; True when the env file changed (then the
+    audit log records `audit_what`: names only)."""
+    out = remote.run(envfile.change_script(s, holder(), audit_what), stdin=payload)
     changed = _report(remote, out)
     if not out.ok:
         raise remote.failure(out, what)
@@ -67,7 +68,8 @@ def apply(remote: Remote, s, payload: str, what: str) -> bool:
 
 def sync_settings(remote: Remote, s) -> None:
     """Write the `env:` setting into the env file's fabric.yaml block (restart if it changed)."""
-    changed = apply(remote, s, envfile.payload(s, block=s.env), "writing env: from fabric.yaml")
+    changed = apply(remote, s, envfile.payload(s, block=s.env), "writing env: from fabric.yaml",
+                    "env: from fabric.yaml " + " ".join(sorted(s.env)))
     report.host_say(remote.label, report.step_line(
         "app-env", changed, f"env: from fabric.yaml ({len(s.env)} variables) into shared/env"))
 
@@ -86,7 +88,7 @@ def set_(c, assignment):
                            "fab setup, or remove it there to keep it on the server only")
     value = read_value(name) if value is None else value
     each(remotes, lambda r: apply(r, settings_for(r), envfile.payload(settings_for(r), sets={name: value}),
-                                  f"setting {name}"))
+                                  f"setting {name}", f"env.set {name}"))
 
 
 @kit_task(name="unset", help={"name": "the variable to remove"})
@@ -96,7 +98,7 @@ def unset(c, name):
     remotes, settings_for = remotes_with_settings(c, f"env.unset {name}")
     if remotes:
         each(remotes, lambda r: apply(r, settings_for(r), envfile.payload(settings_for(r), unsets=[name]),
-                                      f"removing {name}"))
+                                      f"removing {name}", f"env.unset {name}"))
 
 
 def _variables(r: Remote, s, salt: str) -> dict[str, tuple[str, str]] | None:
