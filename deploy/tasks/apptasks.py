@@ -5,8 +5,9 @@ systemd-run --pty), e.g. `fab exec -i 'flask --app shop shell'`.
 """
 from __future__ import annotations
 
-from deploy import appcmd
+from deploy import appcmd, audit
 from deploy.errors import KitError
+from deploy.lock import holder
 from deploy.runner import Remote, root_command
 from deploy.shell import script
 
@@ -15,7 +16,9 @@ def exec_on(remote: Remote, s, command: str, interactive: bool = False) -> int:
     """Run `command` on one host; returns its exit code (its output went to ours as it came)."""
     if not command.strip() or any(c in command for c in "\n\r\0"):
         raise KitError("fab exec needs one command line", "quote it: fab exec 'flask --app shop init-db'")
-    text = script(appcmd.exec_lines(s, command, interactive))
+    # the audit log names the program only: its arguments may carry secrets
+    entry = audit.append_line(s, holder(), "exec " + command.split()[0])
+    text = script(entry, appcmd.exec_lines(s, command, interactive))
     if not interactive:
         out = remote.run(text, stream=True)
         if out.error:

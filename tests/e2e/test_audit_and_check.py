@@ -14,21 +14,23 @@ def test_audit_trail_and_setup_check(sandbox_host, kit, ssh, app_copy):
     kit(host, "env.set", "AUDITED_NAME=secret-value-1", config=app_copy.config)
     kit(host, "restart", config=app_copy.config)
     kit(host, "env.unset", "AUDITED_NAME", config=app_copy.config)
+    kit(host, "exec", "python -c 'print(\"token-in-args\")'", config=app_copy.config)
 
     shown = kit(host, "audit", config=app_copy.config).stdout
     entries = [l for l in shown.splitlines() if l.startswith(f"[{host.name}]   ")]
     whats = [l.split("(pid ")[1].split(")", 1)[1].strip() for l in entries]
     assert whats[0].startswith("setup: packages, user, directories, systemd-units, nginx-site")
     assert [w.split()[0] for w in whats[1:]] == ["deployed", "deployed", "rolled", "env.set",
-                                                "restart", "env.unset"], whats
+                                                "restart", "env.unset", "exec"], whats
     assert whats[4] == "env.set AUDITED_NAME" and whats[6] == "env.unset AUDITED_NAME"
     assert all("@" in l and "Z " in l for l in entries)  # who and when
-    assert "secret-value-1" not in shown
+    assert whats[7] == "exec python"  # the program only: arguments may carry secrets
+    assert "secret-value-1" not in shown and "token-in-args" not in shown
     assert "secret-value-1" not in root.run(f"cat {AUDIT_LOG}", hide=True).stdout
     assert root.run(f"stat -c '%U %a' {AUDIT_LOG}", hide=True).stdout.strip() == "root 600"
     # a setup that changes nothing adds no entry
     kit(host, "setup", config=app_copy.config)
-    assert kit(host, "audit", "-n", "1", config=app_copy.config).stdout.count("env.unset") == 1
+    assert kit(host, "audit", "-n", "1", config=app_copy.config).stdout.count("exec python") == 1
 
     # -- setup --check: a hand-edited nginx site shows as a diff and stays as it is
     clean = kit(host, "setup", "--check", config=app_copy.config, check=False)
