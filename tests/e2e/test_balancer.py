@@ -74,7 +74,7 @@ def test_rolling_deploys_behind_the_balancer_drop_no_request(sandbox_hosts, fab,
 
         # w3 fails its health gate only after its switch: every host ends on the release it had,
         # every host back in the balancer
-        app_copy.settings(servers=web3, switch_batch=1, health_timeout=5)
+        app_copy.settings(servers=web3, switch_batch=1, health_timeout=5, health_path="/healthz")
         app_copy.patch("        return jsonify(",
                        "        import socket, sys\n"
                        f"        if socket.gethostname() == {w3.name!r} and not any('preflight' in x for x in sys.argv):\n"

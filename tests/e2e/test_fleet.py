@@ -1,4 +1,4 @@
-"""Several hosts in one run: `fab -H a,b …` sets up and deploys both, all or nothing."""
+"""Several hosts in one run: `fab -H a,b …` (or deploy@a,deploy@b) sets up and deploys both, all or nothing."""
 import json
 
 
@@ -10,9 +10,12 @@ def test_two_hosts_deploy_together_and_a_failing_host_switches_none(sandbox_host
     a, b = sandbox_hosts(2)
     group = ["-f", str(app_copy.config), "-S", a.ssh_config, "-H", f"{a.name},{b.name}"]
 
-    out = fab(*group, "setup", "deploy")
+    # Fabric's user@host form is the same group as the ssh_config aliases: one release id
+    with_users = group[:-1] + [f"deploy@{a.name},deploy@{b.name}"]
+    out = fab(*with_users, "setup", "deploy")
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.count("setup done") == 2
+    assert out.stdout.count("deploying release") == 1 and f"[{a.name},{b.name}] deploying" in out.stdout
     first = release_of(http, a)
     assert release_of(http, b) == first and http(b, "/") == (200, "Hello World!")
 
@@ -39,7 +42,7 @@ def test_rolling_switch_rolls_back_hosts_already_switched(sandbox_hosts, fab, ht
     assert fab(*group, "setup", "deploy").returncode == 0
     first = release_of(http, a)
 
-    app_copy.settings(switch_batch=1, health_timeout=5)
+    app_copy.settings(switch_batch=1, health_timeout=5, health_path="/healthz")
     app_copy.patch("        return jsonify(",
                    "        import socket, sys\n"
                    f"        if socket.gethostname() == {b.name!r} and not any('preflight' in x for x in sys.argv):\n"
