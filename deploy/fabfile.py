@@ -6,6 +6,7 @@
     fab -H web1 status | logs -f | rollback | restart | releases | audit
     fab -H web1 trust [--fingerprint SHA256:…]   check and record a host's SSH key
     fab -H web1 env.set SECRET_KEY | env.list | env.unset NAME   the app's secrets on the server
+    fab -H web1 tls.renew                   renew the ACME certificate now (graceful reload)
     fab sandbox.up                          a local throwaway Debian host to try it on
 """
 from fabric import Connection
@@ -17,6 +18,7 @@ from deploy import release, report, service, settings
 from deploy.tasks import deploy as deployer
 from deploy.tasks import apptasks, secrets
 from deploy.tasks import setup as provision
+from deploy.tasks import tls as certificates
 from deploy import trust as hostkeys
 from deploy.cli import kit_task, say
 from deploy.errors import KitError
@@ -163,3 +165,4 @@ ns = Collection(setup, deploy, rollback, restart, audit, status, releases, logs,
                 init_app, exec_)
 ns.add_collection(sandbox_ns)
 ns.add_collection(secrets.env_ns)
+ns.add_collection(certificates.tls_ns)

@@ -47,8 +47,11 @@ def host_header(s) -> str:
 
 
 def through_nginx(s) -> str:
-    """curl arguments reaching the health path through the host's own nginx."""
-    return f"-H {q('Host: ' + host_header(s))} {q('http://127.0.0.1' + s.gate_path)}"
+    """curl arguments reaching the health path through the host's own nginx. With TLS on, port
+    80 redirects to https://NAME/…: followed to 127.0.0.1:443 (-k: our own nginx on loopback)."""
+    name = host_header(s)
+    tls = f"-L -k --resolve {q(name + ':443:127.0.0.1')} " if s.tls != "off" else ""
+    return f"{tls}-H {q('Host: ' + name)} {q('http://127.0.0.1' + s.gate_path)}"
 
 
 def on_socket(s, socket: str) -> str:

@@ -1,7 +1,7 @@
 """Scripts for the day-to-day tasks: status, logs, restart, releases."""
 from __future__ import annotations
 
-from deploy import health, layout, lock
+from deploy import health, layout, lock, tlsserver
 from deploy.errors import KitError
 from deploy.managers import manager_for
 from deploy.shell import q, script
@@ -25,6 +25,7 @@ def status_script(s) -> str:
         f"{health.through_nginx(s)} 2>&1 | tr -d '\\r' "
         "| sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: */release /p; /^(HTTP [0-9]*)$/p' | tr '\\n' ' ')\"",
         f"echo \"processes: {m.process_status(s)}\"" if s.processes else "",
+        tlsserver.status_lines(s),
         f"echo \"lock:     $({lock.status_line(s)})\"",
     )
 

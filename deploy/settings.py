@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from deploy import tls
 from deploy.errors import KitError
 
 # Every value that reaches a shell, unit, supervisor or nginx file matches one of these in
@@ -165,6 +166,17 @@ class Settings:
                                "(e.g. flask --app shop init-db); failure switches nothing", "")
     processes: dict = doc("background processes run from the current release, e.g. "
                           "{worker: 'flask --app shop worker'}; each <app>-<name>", {})
+    # HTTPS (README "HTTPS"; checks in deploy/tls.py)
+    tls: str = doc("HTTPS: 'off', 'acme' (certbot, HTTP-01, renewed by certbot's timer) or "
+                   "'files' (tls_cert + tls_key)", "off")
+    acme_email: str = doc("account e-mail for the ACME server (tls: acme)", "")
+    acme_server: str = doc("ACME directory: 'letsencrypt', 'staging' (Let's Encrypt's test "
+                           "server) or an https:// directory URL", "letsencrypt")
+    acme_ca_bundle: str = doc("local PEM file the server trusts to reach acme_server (a "
+                              "private or test ACME server); '' = the system's CAs", "")
+    tls_cert: str = doc("local certificate chain, PEM, server certificate first (tls: files)", "")
+    tls_key: str = doc("local private key, PEM, unencrypted (tls: files); stored root-only", "")
+    hsts: int = doc("Strict-Transport-Security max-age in seconds; 0 = no HSTS header", 0)
     # Not a setting: the directory relative local paths start from (set by `load`).
     project_dir: str = field(default="", repr=False, compare=False, metadata={"internal": True})
 
@@ -367,6 +379,7 @@ def _check(s: Settings, where: str) -> None:
                  "name each process with lowercase letters, digits and '-', like worker")
         if not command.strip():
             fail(f"processes.{name}", "is empty", "give the command to run, e.g. rq worker")
+    tls.check(s)
     app_dir = s.local_app_dir
     if not app_dir.is_dir():
         fail("app_dir", f"is {s.app_dir!r}, which is not a directory here",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from deploy import layout
+from deploy import layout, tlsserver
 from deploy.settings import Settings
 
 # Installed (pip/pipx), the templates are package data under deploy/_templates/ (see
@@ -60,10 +60,13 @@ def context(s: Settings) -> dict:
         "runtime_dir": layout.runtime_dir(s),
         "env_file": layout.env_file(s),
         "gunicorn_conf": layout.kit_file(layout.current_link(s), "gunicorn.conf.py"),
+        # files: the pair goes up before the site; acme: callers say whether certbot has one yet
+        "tls": tlsserver.nginx_tls(s, ready=s.tls == "files"),
     }
 
 
 def render(template: str, s: Settings, **extra) -> str:
     """Render one template (path relative to the project, e.g. 'nginx/site.conf.j2'), with
-    `extra` values for the templates that need more than the settings (the lb's hosts)."""
+    `extra` values for the templates that need more than the settings (the lb's hosts;
+    tls=… once a certificate exists)."""
     return _env.get_template(template).render({**context(s), **extra})

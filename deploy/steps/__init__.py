@@ -18,6 +18,7 @@ class Change:
     summary: str = "unchanged"
     lines: list[str] = field(default_factory=list)
     files: list[tuple[str, str]] = field(default_factory=list)
+    stdin: str = ""  # data the lines read from fd 3 (secrets: never on a command line)
 
     @property
     def changed(self) -> bool:
@@ -27,7 +28,10 @@ class Change:
 def ordered(s):
     """The setup steps for these settings, in the order they must run."""
     from deploy.managers import manager_for
-    from deploy.steps import account, packages, site, units
+    from deploy.steps import account, packages, site, tls, units
 
+    before_site = [tls.TlsFiles()] if s.tls != "off" else []
+    after_site = [tls.AcmeCertificate()] if s.tls == "acme" else []
     return [packages.Packages(), account.AppUser(), account.Directories(),
-            units.ProcessManagerFiles(manager_for(s)), site.NginxSite()]
+            units.ProcessManagerFiles(manager_for(s)), *before_site, site.NginxSite(),
+            *after_site]

@@ -15,7 +15,7 @@ class BalancerSite(NginxSite):
     def __init__(self, members):
         self.members = members
 
-    def content(self, s) -> str:
+    def content(self, s, f=None) -> str:
         return balancer.render(s, self.members)
 
 

@@ -18,7 +18,8 @@ PROGRAM = Path(__file__).with_name("packages.sh")
 
 def wanted(s) -> list[str]:
     extra = ["supervisor"] if s.process_manager == "supervisor" else []
-    return list(dict.fromkeys(BASE_PACKAGES + extra + list(s.apt_packages)))
+    tls = {"off": [], "files": ["openssl"], "acme": ["openssl", "certbot"]}[s.tls]
+    return list(dict.fromkeys(BASE_PACKAGES + extra + tls + list(s.apt_packages)))
 
 
 def install_lines(names: list[str], lock_wait: int) -> list[str]:

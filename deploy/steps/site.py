@@ -5,14 +5,15 @@ the previous files are put back before nginx is touched, so nginx keeps serving.
 """
 from __future__ import annotations
 
-from deploy import facts, layout, templates
+from deploy import facts, layout, templates, tlsserver
 from deploy.shell import q, scratch, write_file
 from deploy.steps import Change
 from deploy.steps.units import sha256
 
 
-def site_content(s) -> str:
-    return templates.render("nginx/site.conf.j2", s)
+def site_content(s, ready: bool) -> str:
+    """The site; with TLS on and `ready` (a certificate exists) it also listens on 443."""
+    return templates.render("nginx/site.conf.j2", s, tls=tlsserver.nginx_tls(s, ready))
 
 
 def apply_lines(s, content: str) -> list[str]:
@@ -41,16 +42,16 @@ def apply_lines(s, content: str) -> list[str]:
 class NginxSite:
     name = "nginx-site"
 
-    def content(self, s) -> str:
-        return site_content(s)
+    def content(self, s, f) -> str:
+        return site_content(s, tlsserver.site_ready(s, f))
 
     def probes(self, s):
         return [facts.sha(layout.nginx_site(s)), facts.link(layout.nginx_enabled(s)),
                 facts.exists(layout.NGINX_DEFAULT_SITE), facts.enabled("nginx"),
-                facts.active("nginx")]
+                facts.active("nginx")] + tlsserver.site_probes(s)
 
     def plan(self, s, f) -> Change:
-        content = self.content(s)
+        content = self.content(s, f)
         lines, what, files = [], [], []
         if (f.get(f"sha:{layout.nginx_site(s)}") != sha256(content)
                 or f.get(f"link:{layout.nginx_enabled(s)}") != layout.nginx_site(s)

@@ -41,7 +41,8 @@ def previous_of(out: Outcome) -> str:
 def url_of(remote: Remote, s) -> str:
     """The app's address: its first domain when one is set, else the host's own."""
     name = health.host_header(s)
-    return f"http://{remote.conn.host if name == 'localhost' else name}/"
+    scheme = "http" if s.tls == "off" else "https"
+    return f"{scheme}://{remote.conn.host if name == 'localhost' else name}/"
 
 
 def batches(items: list, size: int) -> list[list]:

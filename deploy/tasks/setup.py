@@ -10,7 +10,7 @@ import base64
 import difflib
 import time
 
-from deploy import audit, facts, report
+from deploy import audit, facts, report, tls
 from deploy.lock import holder
 from deploy.runner import Remote
 from deploy.settings import Settings
@@ -26,6 +26,8 @@ def apply_script(changes: list[Change], audit_line: str = "") -> str:
     """One script applying every changed step, with a timing marker before each, then
     `audit_line` (the audit entry, written once every step went through)."""
     parts: list[str] = []
+    if any(ch.stdin for ch in changes if ch.changed):
+        parts.append("exec 3<&0 </dev/null")  # only the step that asked for stdin reads it
     for ch in changes:
         if ch.changed:
             parts.append(step(ch.step))
@@ -50,7 +52,8 @@ def setup(remote: Remote, s: Settings, steps=None) -> list[Change]:
     timings: dict[str, float] = {}
     if any(ch.changed for ch in changes):
         entry = audit.append_line(s, holder(), audit_what(changes))
-        out = remote.must(apply_script(changes, entry), "setup",
+        stdin = "".join(ch.stdin for ch in changes if ch.changed)
+        out = remote.must(apply_script(changes, entry), "setup", stdin=stdin or None,
                           progress=lambda text: report.host_say(remote.label, f"  {text}"))
         timings = dict(out.steps)
     for ch in changes:
@@ -59,6 +62,8 @@ def setup(remote: Remote, s: Settings, steps=None) -> list[Change]:
     n = sum(ch.changed for ch in changes)
     verdict = f"{n} step(s) changed" if n else "no change"
     report.host_say(remote.label, f"setup done: {verdict} ({time.time() - started:.2f}s)")
+    if tls.advice(s):
+        report.host_say(remote.label, f"note: {tls.advice(s)}")
     return changes
 
 

@@ -31,8 +31,10 @@ STRING_SETTINGS = {
     "app_name": "shop", "wsgi": "serve:app", "requirements": "requirements.txt",
     "base_dir": "/srv/shop", "health_path": "/healthz", "static_url": "/static/",
     "static_dir": "static", "client_max_body_size": "10m", "python": "python3",
+    "tls": "off", "acme_email": "ops@example.org", "acme_server": "staging",
 }
-NOT_ON_SERVER = {"app_dir", "process_manager", "host_key_policy", "upstream_address"}
+NOT_ON_SERVER = {"app_dir", "process_manager", "host_key_policy", "upstream_address",
+                 "acme_ca_bundle", "tls_cert", "tls_key"}  # local files: read here, checked
 # Commands the user runs on purpose, as the app user under the unit's sandbox: quoted whole
 # (shlex.quote); only line breaks, NUL and excess length are refused (test_settings.py).
 COMMANDS = {"release_command"}

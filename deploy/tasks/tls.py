@@ -1,0 +1,37 @@
+"""`fab tls.renew`: renew the ACME certificate now (certbot's timer does it on its own).
+
+    fab -H web1 tls.renew        certbot renew --force-renewal for the app's certificate;
+                                 its deploy hook reloads nginx gracefully (no request dropped)
+
+The certificate's names, issuer and expiry are in `fab status`.
+"""
+from __future__ import annotations
+
+from invoke import Collection
+
+from deploy import report, tlsserver
+from deploy.cli import kit_task
+from deploy.errors import KitError
+from deploy.fleet import each, remotes_with_settings
+from deploy.shell import script
+
+
+def renew_one(remote, s) -> None:
+    if s.tls != "acme":
+        raise KitError(f"{remote.label}: tls is {s.tls!r}, not acme: nothing to renew",
+                       "with tls: files, point tls_cert/tls_key at the new pair and run fab setup")
+    out = remote.must(script(tlsserver.renew_script_lines(s), tlsserver.status_lines(s)),
+                      "renewing the certificate")
+    for line in out.lines:
+        report.host_say(remote.label, "  " + line)
+
+
+@kit_task
+def renew(c):
+    """Renew the ACME certificate now and reload nginx gracefully."""
+    remotes, settings_for = remotes_with_settings(c, "tls.renew")
+    if remotes:
+        each(remotes, lambda r: renew_one(r, settings_for(r)))
+
+
+tls_ns = Collection("tls", renew)
