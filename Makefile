@@ -4,7 +4,7 @@
 VENV    := .venv
 FAB     := $(VENV)/bin/fab
 SANDBOX := $(or $(FLASKSAMPLE_SANDBOX_DIR),/var/lib/flasksample/sandbox)
-APT_DEPS := $(shell grep -v '^\#' deploy/sandbox/requirements-apt.txt) git curl wrk shellcheck faketime
+APT_DEPS := $(shell grep -v '^\#' deploy/sandbox/requirements-apt.txt) git curl wrk shellcheck faketime pebble openssl
 
 .PHONY: demo test unit deps venv clean-sandboxes bench
 

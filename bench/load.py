@@ -45,9 +45,13 @@ class Load:
         self._threads: list[threading.Thread] = []
         self.t0 = 0.0
 
+    def connection(self) -> http.client.HTTPConnection:
+        """A new connection per request (tests override it for HTTPS)."""
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
     def _one(self) -> Sample:
         start = time.monotonic()
-        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+        conn = self.connection()
         try:
             conn.request("GET", self.path, headers={"Connection": "close"})
             resp = conn.getresponse()

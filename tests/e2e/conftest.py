@@ -290,11 +290,32 @@ def http():
     return http_get
 
 
-def load_on(host, **kw):
+def load_on(host, https=None, **kw):
     """Steady load through the host's nginx, with the tests' defaults: four clients keep the
     app busy without starving a 2-core machine that also runs another test, and a request
     counts as failed after 10 s (a restart on a loaded CI machine can queue requests for
-    seconds: latency, which bench/ measures, not a dropped request)."""
+    seconds: latency, which bench/ measures, not a dropped request).
+    https=(NAME, CA_FILE): like `curl --cacert CA_FILE --resolve NAME:443:ADDRESS https://NAME/`
+    (a certificate that does not verify is a failed request)."""
     from bench.load import Load
 
-    return Load(f"http://{host.address}/", **{"concurrency": 4, "timeout": 10.0, "max_seconds": 120, **kw})
+    kw = {"concurrency": 4, "timeout": 10.0, "max_seconds": 120, **kw}
+    if not https:
+        return Load(f"http://{host.address}/", **kw)
+    import http.client
+    import socket
+    import ssl
+
+    name, ca_file = https
+    context = ssl.create_default_context(cafile=str(ca_file))
+
+    class Resolved(http.client.HTTPSConnection):
+        def connect(self):
+            sock = socket.create_connection((host.address, 443), self.timeout)
+            self.sock = context.wrap_socket(sock, server_hostname=name)
+
+    class HttpsLoad(Load):
+        def connection(self):
+            return Resolved(name, 443, timeout=self.timeout, context=context)
+
+    return HttpsLoad(f"https://{name}/", **kw)
