@@ -58,7 +58,7 @@ def preflight_lines(s, release_path: str) -> list[str]:
     env = layout.env_file(s)
     boot = (f"set -a; [ -r {env} ] && . {env}; set +a; exec {release_path}/.venv/bin/gunicorn "
             f"--chdir {release_path} --config {layout.kit_file(release_path, 'gunicorn.conf.py')} --bind unix:{sock} "
-            f"--workers 1 --no-control-socket {s.wsgi}")
+            f"--workers 1 --no-control-socket {q(s.wsgi)}")
     return [
         f"rm -rf {pf} && install -d -o {s.app_user} -g {s.app_user} -m 700 {pf}",
         f"(cd / && exec setsid runuser -u {s.app_user} -- sh -c {q(boot)}) >{log} 2>&1 < /dev/null &",

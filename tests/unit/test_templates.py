@@ -192,7 +192,7 @@ def test_static_location_and_alias_agree_on_the_trailing_slash(make):
 SUP_COMMAND = ("command=/bin/sh -c 'set -a; [ -r /srv/flasksample/shared/env ] && "
                ". /srv/flasksample/shared/env; set +a; exec /srv/flasksample/current/.venv/bin/gunicorn "
                "--chdir /srv/flasksample/current --config /srv/flasksample/current/.flasksample/gunicorn.conf.py "
-               "--bind unix:/run/flasksample/gunicorn.sock --umask 0007 --no-control-socket serve:app'")
+               "--bind unix:/run/flasksample/gunicorn.sock --umask 0007 --no-control-socket \"serve:app\"'")
 
 
 @pytest.fixture
@@ -220,7 +220,7 @@ def test_supervisor_workers_flag_only_when_set(make):
     assert "--workers" not in templates.render("supervisor/app.conf.j2",
                                                make(process_manager="supervisor", workers=0))
     out = lines(templates.render("supervisor/app.conf.j2", make(process_manager="supervisor", workers=5)))
-    assert SUP_COMMAND.replace(" serve:app'", " --workers 5 serve:app'") in out
+    assert SUP_COMMAND.replace(' "serve:app"', ' --workers 5 "serve:app"') in out
 
 
 def test_supervisor_program_parses_like_supervisord_reads_it(sup):
