@@ -1,7 +1,12 @@
 """The thin runner: sends scripts built elsewhere to one server over a Fabric Connection.
 
-Scripts run as root: directly when connected as root, else through `sudo -n` (or Fabric's
-sudo with --prompt-for-sudo-password). SSH and sudo failures become one-line KitErrors;
+Scripts run as root: directly when connected as root, else through `sudo -n`, or with
+--prompt-for-sudo-password through `sudo -S` once a first `sudo -n true` showed sudo wants a
+password and a password-only round trip showed sudo takes it (so neither a NOPASSWD rule nor
+a wrong password ever makes sudo or the script read a payload line as the password).
+SSH keepalives every `ssh_keepalive` seconds, with TCP_USER_TIMEOUT at 3 of them, end a
+half-open connection; `step_timeout` bounds one script. SSH and sudo failures become one-line
+KitErrors naming the host and the step;
 `::step NAME TIME` lines in a script's output time its steps, `::error MESSAGE` lines
 become the error a failed script reports, `::progress TEXT` lines are shown while the script
 runs (long steps: apt) when the caller asks for progress.
@@ -10,13 +15,14 @@ from __future__ import annotations
 
 import io
 import socket
+import sys
 import time
 from dataclasses import dataclass, field
 
 import paramiko
-from invoke.exceptions import UnexpectedExit
+from invoke.exceptions import CommandTimedOut, ThreadException, UnexpectedExit
 
-from deploy import trust
+from deploy import settings, trust
 from deploy.errors import KitError
 from deploy.shell import q
 
@@ -34,17 +40,27 @@ PROGRESS = "::progress "
 
 class ProgressLines(io.TextIOBase):
     """stdout sink of a running script: hands each complete `::progress TEXT` line to `show`
-    as it arrives (the whole output is still parsed at the end)."""
+    as it arrives, remembers the last `::step NAME` (named if the connection drops) and
+    copies everything to `echo` when the output is streamed (the whole output is still
+    parsed at the end)."""
 
-    def __init__(self, show):
-        self.show, self.partial = show, ""
+    def __init__(self, show=None, echo=None):
+        self.show, self.echo, self.partial, self.step = show, echo, "", None
 
     def write(self, data: str) -> int:
+        if self.echo is not None:
+            self.echo.write(data)
+            self.echo.flush()
         *lines, self.partial = (self.partial + data).split("\n")
         for line in lines:
-            if line.startswith(PROGRESS):
+            if line.startswith(PROGRESS) and self.show:
                 self.show(line[len(PROGRESS):])
+            elif line.startswith("::step ") and len(line.split(" ")) > 2:
+                self.step = line.split(" ")[1]
         return len(data)
+
+
+KEEPALIVE_COUNT = 3  # unanswered keepalive intervals before the connection is given up
 
 
 def root_command(script: str, as_root: bool, password: bool = False) -> str:
@@ -97,9 +113,13 @@ def parse_output(stdout: str, stderr: str, code: int, started: float) -> Outcome
 class Remote:
     """One host: connect with clear errors, run root scripts, upload bytes."""
 
+    keepalive = settings.Settings.ssh_keepalive
+    step_timeout = settings.Settings.step_timeout
+
     def __init__(self, conn, label: str | None = None):
         self.conn = conn
         self.label = label or conn.original_host
+        self._sudo: str | None = None  # 'nopasswd' | 'password' once probed
 
     @property
     def as_root(self) -> bool:
@@ -109,7 +129,9 @@ class Remote:
         host, port, user = self.conn.host, self.conn.port, self.conn.user
         if self.conn.is_connected:
             return
-        view = trust.guard(self.conn, self.label)  # known_hosts + policy, before anything is sent
+        s = settings.load(self.conn.config, host=self.label)
+        self.keepalive, self.step_timeout = s.ssh_keepalive, s.step_timeout
+        view = trust.guard(self.conn, self.label, s.host_key_policy)  # before anything is sent
         try:
             self.conn.open()
         except paramiko.BadHostKeyException as e:
@@ -128,33 +150,74 @@ class Remote:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
             raise KitError(f"{self.label}: cannot connect to {host}:{port} ({reason})",
                            "check the address and that sshd is running there") from None
+        keep_alive(self.conn.client.get_transport(), self.keepalive)
+
+    def lost(self, what: str | None, step: str | None, why: str) -> KitError:
+        """The one-line error for a connection that broke (or went silent) mid-script."""
+        during = (what or "a remote script") + (f", step {step}" if step else "")
+        return KitError(f"{self.label}: {why} during {during}; the task stopped",
+                        f"check the network to {self.conn.host}, then `fab -H {self.label} status` "
+                        "shows the live release and any lock (an unfinished prepare undoes itself "
+                        "on the server); run the task again")
+
+    def _call(self, command: str, feed: str, *, what=None, stream=False, progress=None, out=None):
+        """conn.run with the kit's timeouts; a dropped or silent connection → KitError."""
+        sink = ProgressLines(progress, out if out is not None else sys.stdout if stream else None)
+        try:
+            result = self.conn.run(command, pty=False, hide=None if stream else "stderr",
+                                   warn=True, out_stream=sink, err_stream=out,
+                                   in_stream=WholeStream(feed) if feed else False,
+                                   timeout=None if stream or not self.step_timeout
+                                   else self.step_timeout)
+        except UnexpectedExit as e:  # only reached if warn is overridden by config
+            result = e.result
+        except CommandTimedOut:
+            raise self.lost(what, sink.step, f"no end after step_timeout={self.step_timeout}s") from None
+        except (paramiko.SSHException, OSError, EOFError, ThreadException) as e:
+            raise self.lost(what, sink.step, f"the connection was lost ({type(e).__name__})") from None
+        transport = getattr(self.conn, "transport", None)
+        if result.exited == -1 and transport is not None and not transport.is_active():
+            raise self.lost(what, sink.step, f"the connection was lost (no answer for "
+                                             f"{self.keepalive * KEEPALIVE_COUNT}s)")
+        return result
+
+    def sudo_password(self, what=None) -> str | None:
+        """The sudo password to send first on stdin, or None (root, or NOPASSWD sudo).
+
+        Probed once per host: `sudo -n true` (NOPASSWD: send nothing), else the password alone
+        (`sudo -k -S true`), so a wrong one is refused before any payload follows it."""
+        password = None if self.as_root else self.conn.config.get("sudo", {}).get("password")
+        if not password:
+            return None
+        if self._sudo is None:
+            if self._call("sudo -n true", "", what=what).exited == 0:
+                self._sudo = "nopasswd"
+            else:
+                check = self._call("sudo -k -S -p '' true", f"{password}\n", what=what)
+                self._check_sudo(check)
+                if check.exited != 0:
+                    raise KitError(f"{self.label}: user {self.conn.user} cannot use sudo "
+                                   f"(exit {check.exited})", "connect as root or as a user with sudo rights")
+                self._sudo = "password"
+        return password if self._sudo == "password" else None
 
     def run(self, script: str, *, stream: bool = False, stdin: str | None = None,
-            progress=None, out=None) -> Outcome:
+            progress=None, out=None, what: str | None = None) -> Outcome:
         """Run a bash script as root; never raises for a non-zero exit (see Outcome).
         `progress(text)` is called with each `::progress` line as the script prints it;
         `out`: a file-like object that gets the output as it arrives (stream=True)."""
         self.connect()
         started = time.time()
-        password = None if self.as_root else self.conn.config.get("sudo", {}).get("password")
+        password = self.sudo_password(what)
         feed = (f"{password}\n" if password else "") + (stdin or "")
-        try:
-            result = self.conn.run(root_command(script, self.as_root, bool(password)), pty=False,
-                                   hide="stderr" if progress else not stream, warn=True,
-                                   out_stream=ProgressLines(progress) if progress else out,
-                                   err_stream=out,
-                                   in_stream=WholeStream(feed) if feed else False)
-        except UnexpectedExit as e:  # only reached if warn is overridden by config
-            result = e.result
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            raise KitError(f"{self.label}: the connection was lost ({e})",
-                           "check the network and run the task again") from None
+        result = self._call(root_command(script, self.as_root, bool(password)), feed,
+                            what=what, stream=stream, progress=progress, out=out)
         self._check_sudo(result)
         return parse_output(result.stdout, result.stderr, result.exited, started)
 
     def must(self, script: str, what: str, **kw) -> Outcome:
         """Run a script and turn failure into a KitError naming `what` failed and why."""
-        out = self.run(script, **kw)
+        out = self.run(script, what=what, **kw)
         if not out.ok:
             raise self.failure(out, what)
         return out
@@ -184,3 +247,20 @@ class Remote:
                                "allow NOPASSWD sudo for it or run fab with --prompt-for-sudo-password")
             raise KitError(f"{self.label}: user {self.conn.user} cannot use sudo ({err.strip()})",
                            "connect as root or as a user with sudo rights")
+
+
+def keep_alive(transport, interval: int) -> None:
+    """SSH keepalives every `interval` s, and the kernel gives the TCP connection up when data
+    (a keepalive included) stays unacknowledged for KEEPALIVE_COUNT intervals: like OpenSSH's
+    ServerAliveInterval/ServerAliveCountMax, a half-open connection ends instead of hanging."""
+    if transport is None:
+        return
+    transport.set_keepalive(interval)
+    sock = transport.sock
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6) \
+            and hasattr(socket, "TCP_USER_TIMEOUT"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT,
+                            interval * KEEPALIVE_COUNT * 1000)
+        except OSError:
+            pass

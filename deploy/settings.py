@@ -151,6 +151,10 @@ class Settings:
                              "unattended-upgrades after a VM boots) before it gives up", 300)
     host_key_policy: str = doc("'strict' (refuse unknown keys) or 'accept-new' (as OpenSSH)",
                                "strict")
+    ssh_keepalive: int = doc("seconds between SSH keepalives; a connection whose data goes "
+                             "unacknowledged for 3 of them is given up (half-open network)", 5)
+    step_timeout: int = doc("seconds one remote script (a deploy step, setup, status…) may run "
+                            "before the task gives up on it; 0 = no limit", 1200)
     switch_batch: int = doc("hosts switched at once in a multi-host deploy; 0 = all together "
                             "(behind a load balancer each batch is taken out of it first)", 0)
     servers: dict = doc("hosts by role, used when no -H is given: {web: [web1, deploy@web2], "
@@ -313,6 +317,10 @@ def _check(s: Settings, where: str) -> None:
         fail("health_timeout", "and proxy_timeout must be at least 1 second", "raise them")
     if s.switch_batch < 0:
         fail("switch_batch", f"is {s.switch_batch}", "use 0 (all at once) or a host count")
+    if not 1 <= s.ssh_keepalive <= 300:
+        fail("ssh_keepalive", f"is {s.ssh_keepalive}", "use 1 to 300 seconds")
+    if s.step_timeout < 0:
+        fail("step_timeout", f"is {s.step_timeout}", "use 0 (no limit) or seconds, e.g. 1200")
     if not 1 <= s.parallel <= 256:
         fail("parallel", f"is {s.parallel}", "use a host count from 1 to 256")
     if s.lb_max_fails < 0 or s.lb_fail_timeout < 1:

@@ -49,3 +49,43 @@ def connection(host_keys: list[paramiko.PKey], ssh_config: dict, host: str = "we
         "look_for_keys": False, "allow_agent": False})
     conn.ssh_config = dict(ssh_config)
     return conn
+
+
+class _Exec(paramiko.ServerInterface):
+    """Accepts any key and runs `on_exec(channel, command, transport)` for each command."""
+
+    def __init__(self, on_exec, transport_box):
+        self.on_exec, self.box = on_exec, transport_box
+
+    def get_allowed_auths(self, username):
+        return "publickey"
+
+    def check_auth_publickey(self, username, key):
+        return paramiko.AUTH_SUCCESSFUL
+
+    def check_channel_request(self, kind, chanid):
+        return paramiko.OPEN_SUCCEEDED if kind == "session" else \
+            paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
+
+    def check_channel_exec_request(self, channel, command):
+        threading.Thread(target=self.on_exec, args=(channel, command.decode(), self.box[0]),
+                         daemon=True).start()
+        return True
+
+
+def serve_commands(host_key: paramiko.PKey, on_exec, sock: socket.socket | None = None):
+    """A server that logs anyone in and hands each command to `on_exec`; returns the client's
+    end of a socketpair, or serves the given (accepted TCP) socket."""
+    client_end = None
+    if sock is None:
+        client_end, sock = socket.socketpair()
+    box = []
+
+    def run():
+        t = paramiko.Transport(sock)
+        box.append(t)
+        t.add_server_key(host_key)
+        t.start_server(server=_Exec(on_exec, box))
+
+    threading.Thread(target=run, daemon=True).start()
+    return client_end

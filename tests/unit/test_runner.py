@@ -208,11 +208,40 @@ def test_root_command_with_a_sudo_password_reads_it_from_stdin():
     assert root_command("true", as_root=False, password=True) == "sudo -k -S -p '' -H -- bash -c true"
 
 
+def sudo_wants_password(cmd):
+    return ("", "sudo: a password is required\n", 1) if cmd == "sudo -n true" else ("", "", 0)
+
+
 def test_sudo_password_goes_first_on_stdin_then_the_scripts_input_in_one_read():
-    conn = StdinConn(user="deploy", sudo_password="pw")
+    conn = StdinConn(user="deploy", sudo_password="pw", handler=sudo_wants_password)
     Remote(conn).run("cat", stdin='{"a": 1}')
-    assert conn.commands == ["sudo -k -S -p '' -H -- bash -c cat"]
+    assert conn.commands == ["sudo -n true", "sudo -k -S -p '' true", "sudo -k -S -p '' -H -- bash -c cat"]
     assert conn.fed == 'pw\n{"a": 1}'
+    conn.commands.clear()
+    r = Remote(conn)
+    r.run("true")
+    r.run("true")  # sudo is probed once per host
+    assert conn.commands == ["sudo -n true", "sudo -k -S -p '' true",
+                             "sudo -k -S -p '' -H -- bash -c true", "sudo -k -S -p '' -H -- bash -c true"]
+
+
+def test_nopasswd_sudo_never_gets_the_password_as_a_stdin_line():
+    conn = StdinConn(user="deploy", sudo_password="pw")  # every sudo -n succeeds: NOPASSWD
+    Remote(conn).run("cat", stdin='{"a": 1}')
+    assert conn.commands == ["sudo -n true", "sudo -n -H -- bash -c cat"]
+    assert conn.fed == '{"a": 1}'
+
+
+def test_a_wrong_password_is_refused_before_the_payload_is_sent():
+    def handler(cmd):
+        if cmd.startswith("sudo -k -S"):
+            return "", "Sorry, try again.\nsudo: 1 incorrect password attempt\n", 1
+        return sudo_wants_password(cmd)
+    conn = StdinConn(user="deploy", sudo_password="bad", handler=handler)
+    with pytest.raises(KitError, match="sudo rejected the password"):
+        Remote(conn).run("cat", stdin='{"secret": "s3cr3t"}')
+    assert conn.commands == ["sudo -n true", "sudo -k -S -p '' true"]
+    assert conn.fed == "bad\n"
 
 
 def test_no_stdin_and_no_password_sends_nothing():
@@ -227,3 +256,68 @@ def test_a_rejected_sudo_password_is_a_one_line_kit_error():
     with pytest.raises(KitError) as exc:
         Remote(conn).run("true")
     assert str(exc.value).startswith("web1: sudo rejected the password for user deploy — fix:")
+
+
+# -- R4: keepalive and step timeout, over a real SSH session ----------------------------------
+
+def ssh_remote(tmp_path, on_exec, **kit):
+    """A Remote (as root) whose connection leads to sshpair.serve_commands(on_exec)."""
+    import paramiko
+    from fabric import Config, Connection
+
+    from tests.unit import sshpair
+
+    key = paramiko.ECDSAKey.generate()
+    kh = tmp_path / "known_hosts"
+    kh.write_text(f"web1 {key.get_name()} {key.get_base64()}\n")
+    conn = Connection("web1", user="root", config=Config(overrides={"flasksample": kit}),
+                      connect_kwargs={"sock": sshpair.serve_commands(key, on_exec),
+                                      "pkey": paramiko.ECDSAKey.generate(),
+                                      "look_for_keys": False, "allow_agent": False})
+    conn.ssh_config = {"userknownhostsfile": str(kh), "globalknownhostsfile": "none"}
+    return Remote(conn, "web1")
+
+
+def test_a_connection_lost_mid_script_names_the_host_step_and_next_step(tmp_path):
+    def on_exec(channel, command, transport):
+        channel.sendall(b"::step venv 1.0\nbuilding\n")
+        time.sleep(1)  # (let the exec reply and the line reach the client first)
+        transport.close()  # the network goes away: no exit status ever comes
+    r = ssh_remote(tmp_path, on_exec)
+    with pytest.raises(KitError) as e:
+        r.must("true", "preparing the release")
+    msg = str(e.value)
+    assert msg.startswith("web1: the connection was lost") and "\n" not in msg
+    assert "during preparing the release, step venv" in msg and "fab -H web1 status" in msg
+
+
+def test_a_script_that_never_ends_stops_at_step_timeout(tmp_path):
+    def on_exec(channel, command, transport):
+        channel.sendall(b"::step switch 1.0\n")  # and then nothing, as over a half-open link
+    r = ssh_remote(tmp_path, on_exec, step_timeout=1)
+    with pytest.raises(KitError) as e:
+        r.run("true", what="switching")
+    assert "web1: no end after step_timeout=1s during switching, step switch" in str(e.value)
+
+
+def test_keepalive_and_tcp_user_timeout_are_set_on_a_tcp_connection(tmp_path):
+    import paramiko
+    import socket as socketmod
+
+    from deploy.runner import keep_alive
+
+    from tests.unit import sshpair
+
+    listener = socketmod.create_server(("127.0.0.1", 0))
+    client = socketmod.create_connection(listener.getsockname())
+    server_end, _ = listener.accept()
+    sshpair.serve_commands(paramiko.ECDSAKey.generate(), lambda *a: None, sock=server_end)
+    t = paramiko.Transport(client)
+    t.start_client(timeout=5)
+    try:
+        keep_alive(t, 7)
+        assert t.packetizer._Packetizer__keepalive_interval == 7
+        assert client.getsockopt(socketmod.IPPROTO_TCP, socketmod.TCP_USER_TIMEOUT) == 21000
+    finally:
+        t.close()
+        listener.close()
