@@ -19,8 +19,15 @@ from deploy.errors import KitError
 from deploy.settings import Settings
 
 JUNK_NAMES = {".git", "__pycache__", ".venv", "venv", ".pytest_cache", ".mypy_cache",
-              "node_modules", ".DS_Store", "REVISION", ".env"}
+              "node_modules", ".DS_Store", "REVISION"}
 JUNK_SUFFIXES = (".pyc", ".pyo", ".egg-info", ".swp")
+# never shipped, committed or not: secrets belong in `fab env.set`, not in a release every
+# process of the app (and, on a misconfigured host, other users) can read
+SECRET_NAMES = {"instance", ".ssh", ".aws", ".gnupg", ".netrc", ".pypirc", ".npmrc",
+                ".git-credentials", ".htpasswd", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519",
+                "credentials.json", "service-account.json"}
+SECRET_PREFIXES = (".env",)          # .env, .env.production, .envrc
+SECRET_SUFFIXES = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore", ".kdbx")
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,20 @@ class Package:
 def is_junk(name: str) -> bool:
     parts = Path(name).parts
     return any(p in JUNK_NAMES or p.endswith(JUNK_SUFFIXES) for p in parts)
+
+
+def is_secret(name: str) -> bool:
+    """A path that looks like a secret: env files, Flask's instance/ folder, private keys,
+    credential files."""
+    return any(p in SECRET_NAMES or p.startswith(SECRET_PREFIXES) or p.endswith(SECRET_SUFFIXES)
+               for p in Path(name).parts)
+
+
+def secrets_note(left_out: list[str]) -> str:
+    if not left_out:
+        return ""
+    shown = ", ".join(sorted(left_out)[:5]) + (", …" if len(left_out) > 5 else "")
+    return f"left out as likely secrets (set them with fab env.set): {shown}"
 
 
 def requirements_hash(requirements: bytes, python: str) -> str:
@@ -55,16 +76,19 @@ def _git(app_dir: Path, *args: str) -> str | None:
     return out.stdout.decode().strip() if out.returncode == 0 else None
 
 
-def _gzip_tar(tar_bytes: bytes) -> bytes:
-    """Re-pack a plain tar without junk entries, gzipped."""
+def _gzip_tar(tar_bytes: bytes) -> tuple[bytes, list[str]]:
+    """Re-pack a plain tar without junk or secret entries, gzipped; and the secrets left out."""
     src = tarfile.open(fileobj=io.BytesIO(tar_bytes))
-    buf = io.BytesIO()
+    buf, left_out = io.BytesIO(), []
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as dst:
         for member in src.getmembers():
             if is_junk(member.name):
                 continue
+            if is_secret(member.name):
+                left_out.append(member.name.removeprefix("./"))
+                continue
             dst.addfile(member, src.extractfile(member) if member.isfile() else None)
-    return buf.getvalue()
+    return buf.getvalue(), left_out
 
 
 def pack_git(app_dir: Path) -> tuple[bytes, str, str] | None:
@@ -81,21 +105,26 @@ def pack_git(app_dir: Path) -> tuple[bytes, str, str] | None:
         return None
     dirty = _git(app_dir, "status", "--porcelain", "--", ".")
     note = f"uncommitted changes in {rel}/ are not included (deploying commit {rev})" if dirty else ""
-    return _gzip_tar(out.stdout), rev, note
+    data, left_out = _gzip_tar(out.stdout)
+    return data, rev, "; ".join(n for n in (note, secrets_note(left_out)) if n)
 
 
 def pack_dir(app_dir: Path) -> tuple[bytes, str, str]:
-    buf = io.BytesIO()
+    buf, left_out = io.BytesIO(), []
     digest = hashlib.sha256()
     with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
         for path in sorted(app_dir.rglob("*")):
             rel = path.relative_to(app_dir).as_posix()
             if is_junk(rel) or path.is_symlink() or not (path.is_file() or path.is_dir()):
                 continue
+            if is_secret(rel):
+                if not is_secret(str(Path(rel).parent)):  # name a secret directory once
+                    left_out.append(rel + ("/" if path.is_dir() else ""))
+                continue
             tar.add(path, arcname=rel, recursive=False)
             if path.is_file():
                 digest.update(rel.encode() + b"\0" + path.read_bytes())
-    return buf.getvalue(), digest.hexdigest()[:7], ""
+    return buf.getvalue(), digest.hexdigest()[:7], secrets_note(left_out)
 
 
 def read_member(data: bytes, name: str) -> bytes | None:

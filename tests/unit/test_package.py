@@ -61,7 +61,7 @@ def git_env(monkeypatch):
     ("serve.py", False), ("static/app.js", False), ("env/x.py", False), (".env.example", False),
     (".git/config", True), ("pkg/__pycache__/m.pyc", True), (".venv/bin/pip", True),
     ("venv/lib", True), ("a.pyc", True), ("b.pyo", True), ("x.egg-info/PKG-INFO", True),
-    ("node_modules/x", True), (".DS_Store", True), ("REVISION", True), (".env", True),
+    ("node_modules/x", True), (".DS_Store", True), ("REVISION", True), (".env", False),
     ("sub/.serve.py.swp", True), (".mypy_cache/x", True),
 ])
 def test_is_junk(name, junk):
@@ -93,12 +93,46 @@ def test_pack_dir_excludes_junk_and_hashes_content(tmp_path):
     app = write_app(tmp_path / "app")
     data, rev, note = package.pack_dir(app)
     assert names(data) == APP_FILES
-    assert re.fullmatch(r"[0-9a-f]{7}", rev) and note == ""
+    assert re.fullmatch(r"[0-9a-f]{7}", rev)
+    assert note == "left out as likely secrets (set them with fab env.set): .env"
     assert package.pack_dir(app)[1] == rev                      # same content, same rev
     (app / "__pycache__" / "other.pyc").write_text("more junk")
     assert package.pack_dir(app)[1] == rev                      # junk does not count
     (app / "serve.py").write_text("app = 1\n")
     assert package.pack_dir(app)[1] != rev                      # content does
+
+
+SECRETS = [".env.production", ".envrc", "instance/config.py", "instance/app.db", "id_rsa",
+           "deploy/id_ed25519", "certs/server.key", "certs/server.pem", ".netrc", ".aws/credentials",
+           "conf/.pypirc"]
+
+
+@pytest.mark.parametrize("name", SECRETS)
+def test_is_secret(name):
+    assert package.is_secret(name)
+
+
+@pytest.mark.parametrize("name", ["serve.py", "static/env.js", "environment.py", "keys.py",
+                                  "templates/instance.html", "id_rsa.pub", "docs/pem.md"])
+def test_is_not_secret(name):
+    assert not package.is_secret(name)
+
+
+def test_secrets_never_ship_and_the_note_names_them(tmp_path, git_env):
+    import subprocess
+
+    app = write_app(tmp_path / "app")
+    for name in SECRETS:
+        (app / name).parent.mkdir(parents=True, exist_ok=True)
+        (app / name).write_text("s3cret\n")
+    data, _, note = package.pack_dir(app)
+    assert names(data) == APP_FILES
+    assert note.startswith("left out as likely secrets") and "instance/config.py" not in note
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "add", "-f", "."], check=True)
+    subprocess.run(["git", "-C", str(tmp_path), "commit", "-qm", "x"], check=True)
+    data, _, note = package.pack_git(app)
+    assert not any(package.is_secret(n) for n in names(data)) and "left out" in note
 
 
 def test_pack_dir_skips_symlinks(tmp_path):
@@ -116,13 +150,13 @@ def test_pack_git_ships_the_committed_tree_of_app_dir_only(tmp_path, git_env):
     git(repo, "commit", "-qm", "one")
     head = git(repo, "rev-parse", "--short=7", "HEAD")
     data, rev, note = package.pack_git(app)
-    assert rev == head and note == ""
+    assert rev == head and note == "left out as likely secrets (set them with fab env.set): .env"
     assert names(data) == APP_FILES
     (app / "serve.py").write_text("app = 'uncommitted'\n")
     (app / "new.py").write_text("x = 1\n")
     data, rev, note = package.pack_git(app)
     assert rev == head
-    assert note == f"uncommitted changes in app/ are not included (deploying commit {head})"
+    assert note.startswith(f"uncommitted changes in app/ are not included (deploying commit {head}); ")
     assert package.read_member(data, "serve.py") == b"app = None\n"
     assert "new.py" not in names(data)
 
