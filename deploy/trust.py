@@ -79,7 +79,7 @@ def changed_error(label: str, name: str, keytype: str, old: Entry, new_fp: str,
         f"{old.fingerprint}, the server offers {key_label(keytype)} {new_fp}; nothing was sent to it "
         "(someone may be intercepting the connection, or the server was re-installed)",
         f"if the server was re-installed and {new_fp} is its key ({SERVER_KEY_HINT}), "
-        f"run `{trust_command(label, ssh_config_path)}`")
+        f"run `{trust_command(label, ssh_config_path, new_fp)}`")
 
 
 def revoked_error(label: str, name: str, keytype: str, fp: str) -> KitError:

@@ -103,8 +103,8 @@ def test_unknown_and_changed_host_keys_are_refused_until_trusted(sandbox_host, s
     rotate_host_key(conn)
     new_fp = knownhosts.fingerprint(base64.b64decode(sh(conn, "cat /etc/ssh/ssh_host_ed25519_key.pub").split()[1]))
     before = logins(conn)
-    out = run_fab("-H", "web", "status", home=home)
-    one_line_error(out, "CHANGED", fp, new_fp, "fab -H web trust")
+    out = run_fab("-H", "web", "setup", home=home)
+    one_line_error(out, "CHANGED", fp, new_fp, f"fab -H web trust --fingerprint {new_fp}")
     assert logins(conn) == before
     out = run_fab("-H", "web", "trust", "--yes", home=home)  # --yes is for unknown keys only
     one_line_error(out, "CHANGED", "nothing was recorded", f"--fingerprint {new_fp}")
@@ -121,7 +121,7 @@ def test_unknown_and_changed_host_keys_are_refused_until_trusted(sandbox_host, s
         return  # another host took the address meanwhile: nothing stale to offer a fix for
     fix = re.search(r"Fix: (fab -H \S+ trust --fingerprint \S+)", up.stdout)
     assert fix, up.stdout
-    one_line_error(run_fab("-H", "web", "status", home=home), "CHANGED")
+    one_line_error(run_fab("-H", "web", "setup", home=home), "CHANGED")
     out = run_fab(*fix.group(1).split()[1:], home=home)
     assert out.returncode == 0, out.stderr
     assert run_fab("-H", "web", "status", home=home).returncode == 0

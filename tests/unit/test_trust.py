@@ -158,7 +158,7 @@ def test_changed_error_names_both_fingerprints_and_the_fix():
                                   knownhosts.fingerprint(new.asbytes()), "/x/ssh_config"))
     assert "\n" not in msg and "CHANGED" in msg and "/k:3" in msg
     assert knownhosts.fingerprint(old.asbytes()) in msg and knownhosts.fingerprint(new.asbytes()) in msg
-    assert "fab -S /x/ssh_config -H web1 trust" in msg
+    assert f"fab -S /x/ssh_config -H web1 trust --fingerprint {knownhosts.fingerprint(new.asbytes())}" in msg
 
 
 def test_guard_installs_known_keys_and_policy(tmp_path):
