@@ -4,7 +4,7 @@
 VENV    := .venv
 FAB     := $(VENV)/bin/fab
 SANDBOX := $(or $(FLASKSAMPLE_SANDBOX_DIR),/var/lib/flasksample/sandbox)
-APT_DEPS := $(shell grep -v '^\#' deploy/sandbox/requirements-apt.txt) git curl wrk shellcheck faketime pebble openssl
+APT_DEPS := $(shell grep -v '^\#' deploy/sandbox/requirements-apt.txt) git curl shellcheck faketime pebble openssl
 
 .PHONY: demo test unit deps venv clean-sandboxes bench
 
@@ -14,9 +14,9 @@ deps: venv
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q -e '.[app,test,bench]'
+	$(VENV)/bin/pip install -q -c constraints.txt -e '.[app,test,bench]'
 	touch $@
 
 demo: deps
