@@ -25,9 +25,8 @@ master starts; `systemctl reload` (HUP) forks new workers from the same master, 
 environment, so a reload would not apply it. A change therefore needs a new master: under
 systemd the kit hands over (gunicorn's USR2, deploy/kit/handover.py: the new master re-reads
 the env file and takes over the listening socket once its workers are ready, then the old one
-stops), so no request waits or fails. Under supervisor gunicorn owns its socket and the program
-is restarted: requests are refused for about a second — the same as a deploy whose venv
-changed — and the task says so.
+stops), so no request waits or fails; under supervisor the same, through the kit's keeper
+(deploy/kit/keeper.py).
 Then the health gate runs through nginx; if it fails, the previous file is put back and the
 app restarted again.
 """
@@ -250,9 +249,6 @@ def change_script(s, holder: str, what: str = "env change") -> str:
         audit.append_line(s, holder, what),
         f"if ! {m.is_active(s)}; then echo 'the app is not running: the new environment "
         "applies when it starts'; exit 0; fi",
-        "echo 'note: under supervisor, gunicorn closes its socket while it restarts: requests "
-        "are refused for about a second (systemd's socket unit queues them instead)'"
-        if m.NAME == "supervisor" else "",
         m.handover(s),
         f"if ! {gate}; then",
         f"  if [ -e {prev} ]; then mv -f {prev} {env}; else rm -f {env}; fi",

@@ -89,6 +89,11 @@ def runtime_dir(s: Settings) -> str:
     return f"/run/{s.app_name}"
 
 
+def master_pidfile(s: Settings) -> str:
+    """Under supervisor: the current gunicorn master's pid, kept by the keeper (deploy/kit/keeper.py)."""
+    return f"{runtime_dir(s)}/gunicorn.pid"
+
+
 def tmpfiles_conf(s: Settings) -> str:
     return f"/etc/tmpfiles.d/{s.app_name}-run.conf"
 

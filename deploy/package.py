@@ -136,7 +136,8 @@ def read_member(data: bytes, name: str) -> bytes | None:
 
 
 KIT_GUNICORN_CONF = Path(__file__).resolve().parent / "kit" / "gunicorn_conf.py"
-KIT_HANDOVER = Path(__file__).resolve().parent / "kit" / "handover.py"
+# The hand-over hooks (loaded by the config) and supervisor's keeper program.
+KIT_PROGRAMS = [Path(__file__).resolve().parent / "kit" / name for name in ("handover.py", "keeper.py")]
 
 
 def with_kit_files(data: bytes, files: dict[str, bytes]) -> bytes:
@@ -160,7 +161,7 @@ def build(s: Settings, now: float | None = None) -> Package:
     pinned, source = requirements.pinned(lambda name: read_member(data, name), s.requirements)
     data = with_kit_files(data, {"requirements.txt": pinned.encode(),
                                  "gunicorn.conf.py": KIT_GUNICORN_CONF.read_bytes(),
-                                 "handover.py": KIT_HANDOVER.read_bytes()})
+                                 **{p.name: p.read_bytes() for p in KIT_PROGRAMS}})
     note = "; ".join(n for n in (note, "" if source == "requirements.txt" else
                                  f"requirements exported from {source}") if n)
     return Package(release_id(rev, now), rev, data, requirements_hash(pinned.encode(), s.python), note)

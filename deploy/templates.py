@@ -62,6 +62,8 @@ def context(s: Settings) -> dict:
         "gunicorn_conf": layout.kit_file(layout.current_link(s), "gunicorn.conf.py"),
         # files: the pair goes up before the site; acme: callers say whether certbot has one yet
         "tls": tlsserver.nginx_tls(s, ready=s.tls == "files"),
+        "keeper": layout.kit_file(layout.current_link(s), "keeper.py"),
+        "master_pidfile": layout.master_pidfile(s),
     }
 
 

@@ -1,12 +1,16 @@
 """gunicorn under supervisord (Debian's package, itself run by systemd).
 
 gunicorn binds the app's unix socket itself; reload is `supervisorctl signal HUP`, which
-starts new workers on the current release without closing the socket.
+starts new workers on the current release without closing the socket. supervisord runs the
+kit's keeper (deploy/kit/keeper.py), which starts gunicorn and stays, so a new venv or
+environment is handed over to a new master (USR2) with no stall, as under systemd.
+`supervisorctl restart` stops the program and its socket: requests fail until gunicorn is back
+(measured in bench/; supervisord has no socket that outlives a program). No kit task uses it.
 """
 from __future__ import annotations
 
 from deploy import facts, layout, templates
-from deploy.managers import ManagedFile
+from deploy.managers import ManagedFile, handover as handover_loop
 from deploy.shell import q, scratch
 
 NAME = "supervisor"
@@ -83,18 +87,21 @@ def restart(s) -> str:
 
 
 def graceful_restart(s) -> str:
-    """New workers via HUP, the master (and its socket) stays: `supervisorctl restart` would
-    close the socket and nginx would answer 502 until gunicorn is back."""
-    return reload(s)
+    """What `fab restart` does: a new master, handed over (`supervisorctl restart` would close
+    the socket and nginx would answer 502 until gunicorn is back)."""
+    return handover(s)
 
 
 def handover(s) -> str:
-    """A new master for a new venv or environment: supervisord can only restart the program."""
-    return restart(s)
+    """A new master (new venv, new environment) beside the old one; see handover_function."""
+    return "kit_handover"
 
 
 def handover_function(s) -> str:
-    return ""
+    # The keeper retires the old master itself once the new one is ready. A program started
+    # before the keeper existed (no pid file) can only be restarted.
+    return handover_loop.function(f"cat {q(layout.master_pidfile(s))}", restart(s),
+                                  retire_old=False, timeout=s.health_timeout)
 
 
 def is_active(s) -> str:
@@ -102,7 +109,8 @@ def is_active(s) -> str:
 
 
 def main_pid(s) -> str:
-    return f"supervisorctl pid {s.app_name}"
+    """gunicorn's master (supervisord's own pid for the program is the keeper's)."""
+    return f"cat {q(layout.master_pidfile(s))} 2>/dev/null || supervisorctl pid {s.app_name}"
 
 
 def status(s) -> str:

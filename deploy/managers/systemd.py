@@ -8,7 +8,7 @@ restart` also drops nothing (the socket queues connections) but stalls them whil
 from __future__ import annotations
 
 from deploy import facts, layout, templates
-from deploy.managers import ManagedFile
+from deploy.managers import ManagedFile, handover as handover_loop
 from deploy.shell import q, scratch
 
 NAME = "systemd"
@@ -136,29 +136,9 @@ def handover(s) -> str:
 
 
 def handover_function(s) -> str:
-    """`kit_handover`: USR2 to the main process, wait until systemd's MainPID is the new master
-    (its workers all ready: deploy/kit/handover.py), then TERM the old one. USR2 is repeated
-    every 0.5 s: a master that was itself handed over ignores it until it notices (≤ 1 s) that
-    its parent is gone. Not ready in time: the new master (if any) goes, the old one serves on."""
     svc = f"{s.app_name}.service"
-    return f"""kit_handover() {{
-  local old new i=0 c deadline
-  old=$(systemctl show -p MainPID --value {svc})
-  if [ -z "$old" ] || [ "$old" = 0 ]; then systemctl restart {svc}; return; fi
-  deadline=$(( $(date +%s%N) / 1000000 + {int(s.health_timeout)} * 1000 ))
-  while [ $(( $(date +%s%N) / 1000000 )) -lt "$deadline" ]; do
-    if [ $((i % 25)) -eq 0 ]; then kill -USR2 "$old" 2>/dev/null || break; fi
-    i=$((i + 1))
-    sleep 0.02
-    new=$(systemctl show -p MainPID --value {svc})
-    if [ -n "$new" ] && [ "$new" != "$old" ] && [ "$new" != 0 ]; then kill -TERM "$old" 2>/dev/null || true; return 0; fi
-  done
-  for c in $(pgrep -P "$old" || true); do
-    if tr '\\0' '\\n' < "/proc/$c/environ" 2>/dev/null | grep -qx "GUNICORN_PID=$old"; then kill -TERM "$c" || true; fi
-  done
-  echo "the new gunicorn master was not ready within {int(s.health_timeout)} s; the old one still serves"
-  return 1
-}}"""
+    return handover_loop.function(f"systemctl show -p MainPID --value {svc}", f"systemctl restart {svc}",
+                             retire_old=True, timeout=s.health_timeout)
 
 
 def is_active(s) -> str:

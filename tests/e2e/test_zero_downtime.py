@@ -63,6 +63,50 @@ def test_no_request_fails_during_deploy_rollback_reload_restart(live, sandbox_ho
     assert answers_between(load, events["rollback"][1], load.now()) == {"Hello World!"}
 
 
+def master_pid(root, manager):
+    cmd = (f"systemctl show -p MainPID --value {APP}" if manager == "systemd" else
+           f"cat /run/{APP}/gunicorn.pid")  # kept by supervisor's keeper (deploy/kit/keeper.py)
+    return root.run(cmd, hide=True).stdout.strip()
+
+
+@pytest.mark.parametrize("manager", MANAGERS)
+def test_events_that_need_a_new_master_drop_nothing(manager, sandbox_host, kit, ssh, http, app_copy):
+    """Issue 15: deploy with changed requirements, rollback across them, env.set and fab restart
+    each start a new gunicorn master beside the old one (hand-over); not one request fails."""
+    host, root = sandbox_host, ssh(sandbox_host, "root")
+    app_copy.settings(process_manager=manager, health_timeout=30)
+    kit(host, "setup", "deploy", config=app_copy.config)
+    venv = f"readlink -f /srv/{APP}/current/.venv"
+    first_venv, masters, events = root.run(venv, hide=True).stdout, [master_pid(root, manager)], {}
+    with load_on(host, keep_body=True) as load:
+        time.sleep(0.5)
+        reqs = app_copy.dir / "requirements.txt"
+        reqs.write_text(reqs.read_text() + "# a requirements change: a new venv\n")
+        app_copy.say("Hello new venv!")
+        for name, tasks in [("deploy", ["deploy"]), ("rollback", ["rollback"]),
+                            ("env.set", ["env.set", "SECRET_KEY=handed-over"]), ("restart", ["restart"])]:
+            t = load.now()
+            kit(host, *tasks, config=app_copy.config, timeout=600)
+            events[name] = (t, load.now())
+            masters.append(master_pid(root, manager))
+            if name == "deploy":
+                assert root.run(venv, hide=True).stdout != first_venv
+            time.sleep(0.5)
+    failures = load.failures
+    assert load.summary()["sent"] > 100
+    assert failures == [], f"{len(failures)} failed: {failures[:5]} events={events}"
+    assert len(set(masters)) == len(masters), f"every event starts a new master: {masters}"
+    assert answers_between(load, events["deploy"][1], events["rollback"][0]) == {"Hello new venv!"}
+    assert answers_between(load, events["rollback"][1], load.now()) == {"Hello World!"}
+    assert root.run(venv, hide=True).stdout == first_venv
+    assert json.loads(http(host, "/healthz")[1])["secret_key_set"] is True
+    # the manager follows the new master: an operator's restart still works after hand-overs
+    if manager == "systemd":
+        assert root.run(f"systemctl is-active {APP}", hide=True).stdout.strip() == "active"
+    root.run(f"{manager}ctl restart {APP}", hide=True)
+    assert http(host, "/") == (200, "Hello World!")
+
+
 BROKEN = {
     "import-error": ("import os", "import os\nraise RuntimeError('boom at import')"),
     "crash-at-boot": ("import os", "import os\nos._exit(3)"),

@@ -189,7 +189,8 @@ def test_static_location_and_alias_agree_on_the_trailing_slash(make):
 
 # -- supervisor ------------------------------------------------------------------------------
 
-SUP_COMMAND = ("command=/bin/sh -c 'set -a; [ -r /srv/flasksample/shared/env ] && "
+SUP_COMMAND = ("command=/usr/bin/python3 /srv/flasksample/current/.flasksample/keeper.py "
+               "/run/flasksample/gunicorn.pid /bin/sh -c 'set -a; [ -r /srv/flasksample/shared/env ] && "
                ". /srv/flasksample/shared/env; set +a; exec /srv/flasksample/current/.venv/bin/gunicorn "
                "--chdir /srv/flasksample/current --config /srv/flasksample/current/.flasksample/gunicorn.conf.py "
                "--bind unix:/run/flasksample/gunicorn.sock --umask 0007 --no-control-socket \"serve:app\"'")
