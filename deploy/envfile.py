@@ -257,6 +257,8 @@ def change_script(s, holder: str, what: str = "env change") -> str:
         f"  echo '::error the app failed its health check with the new environment; the previous "
         f"one is back (see fab logs)'; exit {UNHEALTHY_EXIT}",
         "fi",
+        # the app's processes: read the environment when they start too
+        f"{m.restart_processes(s)} || echo 'warning: a process did not restart'" if s.processes else "",
         f"echo 'applied: {s.app_name} restarted ({m.NAME}) with the new environment and is healthy'",
     )
 

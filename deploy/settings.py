@@ -293,7 +293,9 @@ def _check(s: Settings, where: str) -> None:
     """Value rules that types alone do not catch."""
 
     def fail(name, problem, fix):
-        raise KitError(f"setting '{name}' in {where} {problem}", fix)
+        env = f"{ENV_PREFIX}{name.split('.')[0].upper()}"
+        raise KitError(f"setting '{name}' in {f'environment variable {env}' if env in os.environ else where} "
+                       f"{problem}", fix)
 
     if not NAME_RE.fullmatch(s.app_name):
         fail("app_name", f"is {s.app_name!r}, not a valid service/user name",
