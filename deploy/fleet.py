@@ -208,12 +208,13 @@ def on_hosts(roles: tuple[str, ...] = ("web",), connect: bool = True, check=None
     return decorate
 
 
-def each(remotes: list, fn, parallel: bool = True) -> list:
-    """Call fn(remote) for every host (at most `parallel` at once), re-raising the first error
-    after all end (several errors: one line naming each)."""
+def each(remotes: list, fn, parallel: bool = True, bounded: bool = True) -> list:
+    """Call fn(remote) for every host (at most `parallel` at once, unless not `bounded`: a
+    follower that never ends), re-raising the first error after all end (several errors: one
+    line naming each)."""
     if len(remotes) <= 1 or not parallel:
         return [fn(r) for r in remotes]
-    with ThreadPoolExecutor(max_workers=min(_limit, len(remotes))) as pool:
+    with ThreadPoolExecutor(max_workers=min(_limit if bounded else len(remotes), len(remotes))) as pool:
         futures = [pool.submit(fn, r) for r in remotes]
         results, errors = [], []
         for fut in futures:
@@ -226,15 +227,6 @@ def each(remotes: list, fn, parallel: bool = True) -> list:
         raise errors[0] if len(errors) == 1 else KitError(
             f"{len(errors)} hosts failed: " + " | ".join(str(e) for e in errors))
     return results
-
-
-def remotes_with_settings(c, task: str):
-    """(remotes, settings_for) for the run's web hosts, or (None, None) when an earlier call
-    did it. For code not (yet) declared with @on_hosts."""
-    fleet = resolve(c, task)
-    if fleet is None:
-        return None, None
-    return fleet.web, fleet.settings_for
 
 
 def remotes_for_run(c, task: str) -> list[Remote] | None:

@@ -119,4 +119,4 @@ def logs(fleet: Fleet, follow: bool, lines: int, since: str | None, web: bool,
         if not result.ok:
             raise r.failure(result, "reading the logs")
 
-    each(hosts, one)
+    each(hosts, one, bounded=not follow)  # every host followed at once

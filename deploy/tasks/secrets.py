@@ -17,10 +17,9 @@ import sys
 from invoke import Collection
 
 from deploy import envfile
-from deploy.cli import kit_task
 from deploy.lock import holder
 from deploy.errors import KitError
-from deploy.fleet import each, on_hosts, remotes_with_settings
+from deploy.fleet import each, on_hosts
 from deploy.runner import Remote
 from deploy import report
 
@@ -74,31 +73,29 @@ def sync_settings(remote: Remote, s) -> None:
         "app-env", changed, f"env: from fabric.yaml ({len(s.env)} variables) into shared/env"))
 
 
-@kit_task(name="set", help={"assignment": "NAME=VALUE, or NAME alone to be asked for the value "
-                                          "(hidden prompt, or stdin when piped)"})
-def set_(c, assignment):
-    """Set one variable in the app's environment on the server and restart it (zero-drop)."""
+@on_hosts(name="set", check=lambda assignment: envfile.parse_argument(assignment),
+          help={"assignment": "NAME=VALUE, or NAME alone to be asked for the value "
+                              "(hidden prompt, or stdin when piped)"})
+def set_(fleet, assignment):
+    """Set one variable in the app's environment on every web host and restart it (zero-drop)."""
     name, value = envfile.parse_argument(assignment)
-    remotes, settings_for = remotes_with_settings(c, f"env.set {name}")
-    if not remotes:
-        return
-    for r in remotes:
-        if name in settings_for(r).env:
+    for r in fleet.web:
+        if name in fleet.settings_for(r).env:
             raise KitError(f"{name} is set in env: in fabric.yaml", "change it there and run "
                            "fab setup, or remove it there to keep it on the server only")
     value = read_value(name) if value is None else value
-    each(remotes, lambda r: apply(r, settings_for(r), envfile.payload(settings_for(r), sets={name: value}),
-                                  f"setting {name}", f"env.set {name}"))
+    each(fleet.web, lambda r: apply(r, fleet.settings_for(r),
+                                    envfile.payload(fleet.settings_for(r), sets={name: value}),
+                                    f"setting {name}", f"env.set {name}"))
 
 
-@kit_task(name="unset", help={"name": "the variable to remove"})
-def unset(c, name):
-    """Remove one variable from the app's environment on the server and restart it."""
-    envfile.check_name(name)
-    remotes, settings_for = remotes_with_settings(c, f"env.unset {name}")
-    if remotes:
-        each(remotes, lambda r: apply(r, settings_for(r), envfile.payload(settings_for(r), unsets=[name]),
-                                      f"removing {name}", f"env.unset {name}"))
+@on_hosts(name="unset", check=lambda name: envfile.check_name(name),
+          help={"name": "the variable to remove"})
+def unset(fleet, name):
+    """Remove one variable from the app's environment on every web host and restart it."""
+    each(fleet.web, lambda r: apply(r, fleet.settings_for(r),
+                                    envfile.payload(fleet.settings_for(r), unsets=[name]),
+                                    f"removing {name}", f"env.unset {name}"))
 
 
 def _variables(r: Remote, s, salt: str) -> dict[str, tuple[str, str]] | None:
