@@ -10,9 +10,8 @@ from __future__ import annotations
 from invoke import Collection
 
 from deploy import report, tlsserver
-from deploy.cli import kit_task
 from deploy.errors import KitError
-from deploy.fleet import each, remotes_with_settings
+from deploy.fleet import each, on_hosts
 from deploy.shell import script
 
 
@@ -26,12 +25,10 @@ def renew_one(remote, s) -> None:
         report.host_say(remote.label, "  " + line)
 
 
-@kit_task
-def renew(c):
+@on_hosts()
+def renew(fleet):
     """Renew the ACME certificate now and reload nginx gracefully."""
-    remotes, settings_for = remotes_with_settings(c, "tls.renew")
-    if remotes:
-        each(remotes, lambda r: renew_one(r, settings_for(r)))
+    each(fleet.web, lambda r: renew_one(r, fleet.settings_for(r)))
 
 
 tls_ns = Collection("tls", renew)
