@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ ABS_PATH_RE = re.compile(rf"(?:/{_SEGMENT})+", re.A)
 URL_PREFIX_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99})+/", re.A)
 URL_PATH_RE = re.compile(r"(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]{0,99})*/?(?:\?[A-Za-z0-9._~=&-]*)?",
                          re.A)
+NETWORK_RE = re.compile(r"[0-9A-Fa-f:.]{2,39}(?:/[0-9]{1,3})?", re.A)
 PYTHON_RE = re.compile(rf"python3(?:\.[0-9]{{1,2}})?|(?:/{_SEGMENT})+", re.A)
 APT_PACKAGE_RE = re.compile(r"[a-z0-9][a-z0-9+.-]{1,99}", re.A)  # Debian policy 5.6.1
 # base_dir may not be (or be under) a directory the system owns
@@ -136,6 +138,9 @@ class Settings:
     health_path: str = doc("optional path of the app that must answer 2xx; '' = the kit checks "
                            "that / answers (below 500) from the new release", "")
     health_timeout: int = doc("seconds a new release gets to answer its health check", 20)
+    health_allow: list = doc("addresses/networks besides the host itself that nginx lets ask "
+                             "health_path (or /healthz), e.g. [10.0.0.0/8] for monitoring; "
+                             "others get 403", [])
     static_url: str = doc("URL prefix nginx serves from the release's static_dir", "/static/")
     static_dir: str = doc("static files inside the release; '' = the WSGI module's static/ "
                           "(Flask's default), detected", "")
@@ -345,6 +350,13 @@ def _check(s: Settings, where: str) -> None:
                           or not s.health_path.startswith("/")):
         fail("health_path", f"is {s.health_path!r}",
              "write a plain path starting with '/', e.g. /healthz (letters, digits, . _ ~ -)")
+    for net in s.health_allow:
+        try:
+            ok = bool(NETWORK_RE.fullmatch(net)) and bool(ipaddress.ip_network(net, strict=False))
+        except ValueError:
+            ok = False
+        if not ok:
+            fail("health_allow", f"has {net!r}", "list IP addresses or networks like 10.0.0.0/8")
     if not URL_PREFIX_RE.fullmatch(s.static_url):
         # nginx `alias` with a prefix lacking its trailing slash serves files outside static_dir.
         fail("static_url", f"is {s.static_url!r}", "start and end it with '/', e.g. /static/")

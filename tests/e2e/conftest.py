@@ -217,6 +217,10 @@ def fab():
 APP_DIR = REPO_ROOT / "app"
 
 
+# the tests ask /healthz from this machine (the sandboxes' network), not from the host itself
+SANDBOX_NETWORK = "10.231.0.0/16"
+
+
 class AppCopy:
     """A copy of app/ outside git (packed as a directory) plus a fabric.yaml pointing at it."""
 
@@ -233,7 +237,8 @@ class AppCopy:
 
         # The bundled app has a health endpoint: the tests use it (an app without one: examples/shop).
         self.config.write_text(yaml.safe_dump({"flasksample": {
-            "app_dir": str(self.dir), "health_path": "/healthz", **values}}))
+            "app_dir": str(self.dir), "health_path": "/healthz",
+            "health_allow": [SANDBOX_NETWORK], **values}}))
 
     def say(self, text: str) -> None:
         """Make `/` answer `text` instead of Hello World!."""

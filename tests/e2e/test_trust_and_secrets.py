@@ -8,8 +8,11 @@ import re
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
+
+import pytest
 
 from conftest import REPO_ROOT, load_on
 from deploy import knownhosts, package, settings
@@ -133,7 +136,8 @@ def test_secrets_reach_the_app_and_nowhere_else(sandbox_host, ssh, tmp_path):
     token = uuid.uuid4().hex
     secret = f"kit-{token}-$HOME \"dq\" 'sq' \\b `id` end"
     config = tmp_path / "fabric.yaml"
-    config.write_text("flasksample:\n  env:\n    GREETING: hello world\n")
+    config.write_text("flasksample:\n  env:\n    GREETING: hello world\n"
+                      "  health_allow: [10.231.0.0/16]\n")  # /healthz from this machine
     outputs = []
 
     def fab(*args, stdin=""):
@@ -207,6 +211,16 @@ def test_secrets_reach_the_app_and_nowhere_else(sandbox_host, ssh, tmp_path):
     fab("env.unset", "SECRET_KEY")
     assert healthz(host)["secret_key_set"] is False
     conn.run("sudo rm -f /root/ps.log", hide=True)
+
+    # X5: without health_allow, /healthz answers the host itself only
+    config.write_text("flasksample:\n  env:\n    GREETING: hello world\n")
+    fab("setup")
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        healthz(host)
+    assert denied.value.code == 403
+    assert sh(conn, "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1/healthz") == "200"
+    with urllib.request.urlopen(f"http://{host.address}/", timeout=5) as r:
+        assert r.status == 200
 
 
 def run_fab_config(path):

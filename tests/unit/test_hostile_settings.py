@@ -70,6 +70,7 @@ def test_hostile_string_values_are_refused(name, payload):
 def test_hostile_list_and_env_values_are_refused(payload):
     assert refused({"domains": ["example.org", "x" + payload]})
     assert refused({"shared_dirs": ["uploads", "x" + payload]})
+    assert refused({"health_allow": ["10.0.0.0/8", "10.1.2.3" + payload]})
     assert refused({"env": {"X" + payload: "1"}})
     if "\n" in payload:
         assert refused({"env": {"LOG": payload}})
@@ -154,3 +155,16 @@ def test_env_set_refuses_bad_names(arg):
 def test_app_name_may_not_be_a_system_or_kit_name(name):
     with pytest.raises(KitError, match="already uses"):
         settings.build({"app_name": name})
+
+
+def test_the_health_endpoint_answers_only_the_host_and_health_allow():
+    site = templates.render("nginx/site.conf.j2", settings.build({"health_allow": ["10.9.0.0/16"]}))
+    geo = site[site.index("geo $flasksample_health_client {"):site.index("}", site.index("geo "))]
+    assert [l.strip() for l in geo.splitlines()[1:]] == ["default 0;", "127.0.0.1 1;", "::1 1;",
+                                                        "10.9.0.0/16 1;"]
+    assert '"/healthz:0" 1;' in site and "if ($flasksample_health_denied) {\n        return 403;" in site
+    site = templates.render("nginx/site.conf.j2", settings.build({"health_path": "/status?deep=1",
+                                                                  "app_name": "my-shop"}))
+    assert '"/status:0" 1;' in site and "$my_shop_health_denied" in site
+    for bad in (["10.0.0.0/8;"], ["all"], ["300.1.1.1"], ["10.0.0.0/99"]):
+        assert refused({"health_allow": bad})
