@@ -9,18 +9,25 @@ from __future__ import annotations
 
 import re
 
-from deploy import layout, templates
+from deploy import layout, templates, tlsserver
 from deploy.shell import q, script
 from deploy.steps.site import apply_lines
 
 SERVER_LINE = re.compile(r"\s*server (?P<address>\S+):80 .*;\s+# (?P<name>\S+)\s*$")
 
 
-def render(s, members, down=frozenset()) -> str:
+def render(s, members, down=frozenset(), tls_ready: bool | None = None) -> str:
     """nginx/lb.conf.j2 for these web hosts (`members`, see deploy.fleet.Member); those named
-    in `down` stay listed but get no new requests."""
-    extra = {"members": list(members), "down": set(down)}
+    in `down` stay listed but get no new requests. `tls_ready`: the certificate is on the
+    balancer, so it listens on 443 (default: only with tls: files, see tlsserver.site_ready)."""
+    ready = s.tls == "files" if tls_ready is None else tls_ready
+    extra = {"members": list(members), "down": set(down), "tls": tlsserver.nginx_tls(s, ready)}
     return templates.render("nginx/lb.conf.j2", s, **extra)
+
+
+def tls_ready(conf_lines: list[str]) -> bool:
+    """Whether a balancer's config (as it is now) listens on 443: a drain keeps it so."""
+    return any(line.strip().startswith("listen 443") for line in conf_lines)
 
 
 def names_in(conf_lines: list[str]) -> list[str]:

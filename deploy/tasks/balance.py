@@ -31,13 +31,17 @@ def serving_members(fleet: Fleet) -> list[Member]:
     return [m for m in fleet.members if asked.get(m.name, m.name in listed)]
 
 
-def listed_names(fleet: Fleet) -> list[str]:
-    """The web hosts the (first) balancer's config lists now; [] without a balancer."""
+def config_lines(fleet: Fleet) -> list[str]:
+    """The (first) balancer's config as it is now; [] without a balancer."""
     if not fleet.lb:
         return []
     lb = fleet.lb[0]
-    out = lb.must(balancer.read_script(fleet.settings_for(lb)), "reading the load balancer's config")
-    return balancer.names_in(out.lines)
+    return lb.must(balancer.read_script(fleet.settings_for(lb)), "reading the load balancer's config").lines
+
+
+def listed_names(fleet: Fleet) -> list[str]:
+    """The web hosts the (first) balancer's config lists now."""
+    return balancer.names_in(config_lines(fleet))
 
 
 def setup_balancers(fleet: Fleet) -> None:
@@ -45,7 +49,8 @@ def setup_balancers(fleet: Fleet) -> None:
     if not fleet.lb:
         return
     members = serving_members(fleet)
-    each(fleet.lb, lambda r: provision.setup(r, fleet.settings_for(r), lb_steps(members)))
+    each(fleet.lb, lambda r: provision.setup(r, fleet.settings_for(r),
+                                              lb_steps(fleet.settings_for(r), members)))
     for r in fleet.lb:
         report.host_say(r.label, "load balancer over " + (", ".join(m.name for m in members)
                                                           or "no web host yet (fab deploy adds them)"))
@@ -61,7 +66,9 @@ class Rotation:
 
     def __init__(self, fleet: Fleet):
         self.fleet = fleet
-        self.before = set(listed_names(fleet)) & {m.name for m in fleet.members}
+        conf = config_lines(fleet)
+        self.before = set(balancer.names_in(conf)) & {m.name for m in fleet.members}
+        self.tls_ready = balancer.tls_ready(conf)
         self.now = set(self.before)
         self.changed = False
 
@@ -70,7 +77,7 @@ class Rotation:
 
         def change(lb: Remote):
             s = self.fleet.settings_for(lb)
-            lb.must(balancer.change_script(s, balancer.render(s, members, down), s.proxy_timeout),
+            lb.must(balancer.change_script(s, balancer.render(s, members, down, self.tls_ready), s.proxy_timeout),
                     f"updating the load balancer ({what})")
 
         each(self.fleet.lb, change)

@@ -44,5 +44,23 @@ def test_lb_setup_step_writes_the_site_only_when_it_differs(s):
                   "active:nginx": "active", "enabled:nginx": "enabled"}
     assert not site.plan(s, up_to_date).changed
     assert BalancerSite(WEB[:2]).plan(s, up_to_date).changed  # a web host removed
-    assert [st.name for st in ordered(WEB)] == ["packages", "lb-site"]
-    assert ordered(WEB)[0].wanted(s) == ["nginx", "curl"]
+    assert [st.name for st in ordered(s, WEB)] == ["packages", "lb-site"]
+    assert ordered(s, WEB)[0].wanted(s) == ["nginx", "curl"]
+
+
+def test_tls_terminates_on_the_balancer_with_the_https_building_blocks(make, tmp_path):
+    import subprocess
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "30",
+                    "-subj", "/CN=example.org", "-addext", "subjectAltName=DNS:example.org",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    s = make(domains=["example.org"], tls="files", tls_cert=str(cert), tls_key=str(key))
+    conf = balancer.render(s, WEB)
+    assert "listen 443 ssl http2;" in conf and "ssl_certificate /etc/nginx/tls/" in conf
+    assert "return 301 https://$host$request_uri;" in conf
+    assert balancer.tls_ready(conf.splitlines())
+    # a drain keeps TLS as the balancer has it now
+    assert "listen 443" in balancer.render(s, WEB, {"web1"}, tls_ready=True)
+    assert [st.name for st in ordered(s, WEB)] == ["packages", "tls-files", "lb-site"]
+    assert "openssl" in ordered(s, WEB)[0].wanted(s)
