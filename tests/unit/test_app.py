@@ -68,7 +68,22 @@ def test_proxyfix_trusts_nginx_forwarded_headers(serve, monkeypatch):
 
 
 def test_gunicorn_config_never_preloads():
-    config = {}
-    exec((APP_DIR / "gunicorn.conf.py").read_text(), config)
+    """The kit's config (shipped in every release) with the app's own file read after it."""
+    import runpy
+    import shutil
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as release:
+        kit = Path(release) / ".flasksample"
+        kit.mkdir()
+        for name in (APP_DIR.parent / "deploy" / "kit").glob("*.py"):
+            shutil.copy(name, kit / name.name)
+        shutil.copy(APP_DIR.parent / "deploy" / "kit" / "gunicorn_conf.py", kit / "gunicorn.conf.py")
+        shutil.copy(APP_DIR / "gunicorn.conf.py", Path(release) / "gunicorn.conf.py")
+        (Path(release) / "gunicorn.conf.py").write_text(
+            (Path(release) / "gunicorn.conf.py").read_text() + "timeout = 99\n")
+        config = runpy.run_path(str(kit / "gunicorn.conf.py"))
     assert config["preload_app"] is False
     assert config["workers"] >= 1
+    assert config["timeout"] == 99  # the app's own file wins
+    assert callable(config["post_worker_init"])
