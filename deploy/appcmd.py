@@ -36,8 +36,8 @@ def sandbox_properties(s) -> list[str]:
     return props
 
 
-def command_line(s, release_path: str, command: str, tty: bool = False, unit: str = "") -> str:
-    """Shell (run as root) that runs `command` as the app would; exits with its exit code."""
+def command_argv(s, release_path: str, command: str, tty: bool = False, unit: str = "") -> list[str]:
+    """argv (run as root, from /) that runs `command` as the app would; exits with its code."""
     env = layout.env_file(s)
     if s.process_manager == "systemd":
         opts = ["--quiet", "--collect", "--wait", "--pty" if tty else "--pipe",
@@ -49,11 +49,18 @@ def command_line(s, release_path: str, command: str, tty: bool = False, unit: st
         if unit:
             opts.append(f"--unit={unit}")
         opts += [f"--property={p}" for p in sandbox_properties(s)]
-        return "systemd-run " + " ".join(q(o) for o in opts) + " -- /bin/sh -c " + q(command)
+        return ["systemd-run", *opts, "--", "/bin/sh", "-c", command]
     inner = (f"set -a; [ -r {q(env)} ] && . {q(env)}; set +a; "
              f"export PATH={q(path_env(release_path))} VIRTUAL_ENV={q(release_path + '/.venv')}; "
              f"cd {q(release_path)} && exec /bin/sh -c {q(command)}")
-    return f"(cd / && runuser -u {q(s.app_user)} -- /bin/sh -c {q(inner)})"
+    return ["runuser", "-u", s.app_user, "--", "/bin/sh", "-c", inner]
+
+
+def command_line(s, release_path: str, command: str, tty: bool = False, unit: str = "") -> str:
+    """Shell (run as root) that runs `command` as the app would; exits with its exit code."""
+    argv = command_argv(s, release_path, command, tty, unit)
+    line = " ".join(q(a) for a in argv)
+    return line if s.process_manager == "systemd" else f"(cd / && {line})"
 
 
 def release_command_lines(s, release_path: str) -> list[str]:

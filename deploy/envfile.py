@@ -37,14 +37,12 @@ import json
 import re
 import textwrap
 
-from deploy import audit, health, layout, lock, settings
+from deploy import audit, layout, release, settings
 from deploy.errors import KitError
-from deploy.managers import manager_for
 from deploy.shell import q, script
 
 ESCAPED = ("\\", '"', "$", "`")
 BACKUP = "env.prev"
-UNHEALTHY_EXIT = 4
 
 
 # -- names and values -------------------------------------------------------------------------
@@ -229,38 +227,13 @@ def list_script(s) -> str:
     return script(f"[ -e {q(layout.env_file(s))} ] || echo '::missing'", run_program(s, "list"))
 
 
-def change_script(s, holder: str, what: str = "env change") -> str:
+def change_script(s, who, what: str = "env change") -> str:
     """Edit the env file (changes on stdin) under the deploy lock; if it changed and the app
-    runs, restart it behind the health gate, putting the previous file back if unhealthy.
-    A change is recorded in the audit log as `what` (names only, never values)."""
-    m = manager_for(s)
-    env, prev = q(layout.env_file(s)), q(f"{layout.kit_dir(s)}/{BACKUP}")
-    gate = f"kit_healthy '' {s.health_timeout} {health.through_nginx(s)}"
-    return script(
-        "umask 077",
-        health.wait_function(s),
-        m.handover_function(s),
-        lock.acquire(s, holder, "(env change)"),
-        f"trap 'rm -f {prev}; {lock.release_line(s)}' EXIT",
-        f"if [ -e {env} ]; then cp -p {env} {prev}; else rm -f {prev}; fi",
-        f"out=$({run_program(s, 'edit')})",
-        'printf "%s\\n" "$out"',
-        'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac',
-        audit.append_line(s, holder, what),
-        f"if ! {m.is_active(s)}; then echo 'the app is not running: the new environment "
-        "applies when it starts'; exit 0; fi",
-        m.handover(s),
-        f"if ! {gate}; then",
-        f"  if [ -e {prev} ]; then mv -f {prev} {env}; else rm -f {env}; fi",
-        f"  {m.handover(s)} || true",
-        f"  {gate} >/dev/null || echo 'warning: the app is not healthy with the previous environment either'",
-        f"  echo '::error the app failed its health check with the new environment; the previous "
-        f"one is back (see fab logs)'; exit {UNHEALTHY_EXIT}",
-        "fi",
-        # the app's processes: read the environment when they start too
-        f"{m.restart_processes(s)} || echo 'warning: a process did not restart'" if s.processes else "",
-        f"echo 'applied: {s.app_name} restarted ({m.NAME}) with the new environment and is healthy'",
-    )
+    runs, give it a new master (hand-over) behind the health gate, putting the previous file
+    back if unhealthy (deploy/remote/env_change.sh). A change is recorded in the audit log as
+    `what` (names only, never values)."""
+    return release.run("env_change", s, who, ENV_PROGRAM=PROGRAM,
+                       ENV_PREV=f"{layout.kit_dir(s)}/{BACKUP}", AUDIT_WHAT=audit.clean(what))
 
 
 def digest_script(s) -> str:

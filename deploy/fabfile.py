@@ -55,7 +55,8 @@ def deploy(fleet, force=False):
     balance.deploy(fleet, force=force)
 
 
-@on_hosts(help={"to": "release id to go back to (default: the one before current)",
+@on_hosts(check=lambda to=None, **_: to and release.checked(to),
+          help={"to": "release id to go back to (default: the one live before the last switch)",
                 "force": "break a deploy lock left by a dead deploy"})
 def rollback(fleet, to=None, force=False):
     """Switch back to the previous release (or --to RELEASE), health-gated."""
@@ -103,14 +104,15 @@ def releases(fleet):
     _show_on_each(fleet, "releases", release.list_script, parallel=False)
 
 
-@on_hosts(roles=("web", "lb"), check=lambda since=None, **_: check_since(since),
+@on_hosts(roles=("web", "lb"),
+          check=lambda since=None, number=50, **_: (check_since(since), service.lines_count(number)),
           help={"follow": "keep printing new lines", "number": "how many lines per host (default 50)",
                 "since": "from this time on, e.g. '10 min ago' (both managers and nginx)",
                 "web": "nginx's access and error logs instead (lb hosts' too)",
                 "process": "the log of one of processes: instead, e.g. worker"})
 def logs(fleet, follow=False, number=50, since=None, web=False, process=None):
     """Every web host's app log, merged as it arrives, each line prefixed with its host."""
-    overview.logs(fleet, follow, int(number), since, web, process)
+    overview.logs(fleet, follow, service.lines_count(number), since, web, process)
 
 
 @on_hosts(roles=("web", "lb"), connect=False,

@@ -5,6 +5,7 @@
     /srv/<app>/releases/<id>/.venv -> ../../venvs/<requirements hash>
     /srv/<app>/venvs/<hash>/       virtualenvs, shared by releases with the same requirements
     /srv/<app>/current -> releases/<id>
+    /srv/<app>/previous -> releases/<id>   the release live before the last switch
     /srv/<app>/shared/env          the app's environment (secrets), root:<app> 0640
     /srv/<app>/.kit/               the kit's own state: deploy lock, deploy log, audit log
 """
@@ -50,6 +51,15 @@ def process_names(s: Settings) -> list[str]:
 
 def current_link(s: Settings) -> str:
     return f"{s.root}/current"
+
+
+def previous_link(s: Settings) -> str:
+    """The release that was live before the last switch: rollback's target, never pruned."""
+    return f"{s.root}/previous"
+
+
+def nginx_log_dir(s: Settings) -> str:
+    return "/var/log/nginx"
 
 
 def shared_dir(s: Settings) -> str:

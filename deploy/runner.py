@@ -7,9 +7,9 @@ a wrong password ever makes sudo or the script read a payload line as the passwo
 SSH keepalives every `ssh_keepalive` seconds, with TCP_USER_TIMEOUT at 3 of them, end a
 half-open connection; `step_timeout` bounds one script. SSH and sudo failures become one-line
 KitErrors naming the host and the step;
-`::step NAME TIME` lines in a script's output time its steps, `::error MESSAGE` lines
-become the error a failed script reports, `::progress TEXT` lines are shown while the script
-runs (long steps: apt) when the caller asks for progress.
+a script's marker lines (`::step`, `::error`, …; deploy/protocol.py) time its steps and
+give the error a failed script reports; `::progress TEXT` lines are shown while the
+script runs (long steps: apt, pip) when the caller asks for progress.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import paramiko
 from invoke.exceptions import CommandTimedOut, ThreadException, UnexpectedExit
 
-from deploy import settings, trust
+from deploy import protocol, settings, trust
 from deploy.errors import KitError
 from deploy.shell import q
 
@@ -77,7 +77,7 @@ def root_command(script: str, as_root: bool, password: bool = False) -> str:
 
 @dataclass
 class Outcome:
-    """What a script printed, split into its step timings and plain output lines."""
+    """What a script printed: plain output lines, step timings, its markers and its error."""
 
     ok: bool
     code: int
@@ -85,21 +85,17 @@ class Outcome:
     steps: list[tuple[str, float]] = field(default_factory=list)
     error: str | None = None
     stderr: str = ""
+    markers: dict[str, list[str]] = field(default_factory=dict)
+
+    def marker(self, name: str) -> str | None:
+        """The value of the last `::name value` line, or None when there was none."""
+        values = self.markers.get(name)
+        return values[-1] if values else None
 
 
 def parse_output(stdout: str, stderr: str, code: int, started: float) -> Outcome:
-    lines, steps, error = [], [], None
-    marks: list[tuple[str, float]] = []
-    for line in stdout.splitlines():
-        if line.startswith("::step "):
-            _, name, ts = line.split(" ", 2)
-            marks.append((name, float(ts)))
-        elif line.startswith("::error "):
-            error = line[len("::error "):]
-        elif line.startswith(PROGRESS):
-            continue
-        else:
-            lines.append(line)
+    p = protocol.parse(stdout)
+    marks, steps = p.marks, []
     # Durations use the server's clock only (differences between its own marks); the last
     # step ends at the script's `::step end` mark, or when the command returned here.
     ends = marks[1:] + [("end", marks[-1][1] + max(0.0, time.time() - started
@@ -107,7 +103,7 @@ def parse_output(stdout: str, stderr: str, code: int, started: float) -> Outcome
     for (name, ts), nxt in zip(marks, ends):
         if name != "end":
             steps.append((name, max(0.0, nxt[1] - ts)))
-    return Outcome(code == 0, code, lines, steps, error, stderr)
+    return Outcome(code == 0, code, p.lines, steps, p.error, stderr, p.markers)
 
 
 class Remote:

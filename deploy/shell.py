@@ -1,4 +1,5 @@
-"""Small helpers that build shell text: quoting, scripts, writing a file in one line.
+"""Small helpers that build shell text: quoting, scripts, writing a file in one line, and the
+remote programs (deploy/remote/*.sh) with their values.
 
 Everything here returns strings; nothing runs. Builders combine these into the scripts that
 `deploy.runner` sends to a server in one round trip.
@@ -6,20 +7,67 @@ Everything here returns strings; nothing runs. Builders combine these into the s
 from __future__ import annotations
 
 import base64
+import re
+import secrets
 import shlex
+from importlib import resources
 
 q = shlex.quote
 
-# Root's scratch files live in a root-only directory under /run, never at predictable /tmp
-# paths another local user could plant a symlink at.
+# Root's scratch files live in a directory of their own per run (mktemp -d), inside a
+# root-only directory under /run: never at predictable /tmp paths another local user could
+# plant a symlink at, and never shared by two runs (or two apps) at once.
 SCRATCH = "/run/flasksample-kit"
+RUN_SCRATCH = f"{SCRATCH}/run-{secrets.token_hex(8)}"
+
+
 def scratch(name: str) -> str:
-    """A path in the kit's root-only scratch directory (created by every script's header)."""
-    return f"{SCRATCH}/{name}"
+    """A path in this run's scratch directory (made by every script's header as $KIT_TMP,
+    removed at its end)."""
+    return f"{RUN_SCRATCH}/{name}"
 
 
 HEADER = ("set -euo pipefail\numask 022\nexport LC_ALL=C DEBIAN_FRONTEND=noninteractive\n"
-          f"install -d -m 700 {SCRATCH}\n")
+          f"install -d -m 700 {SCRATCH}\nKIT_TMP={RUN_SCRATCH}\n"
+          'rm -rf "$KIT_TMP" && mkdir -m 700 "$KIT_TMP"\ntrap \'rm -rf "$KIT_TMP"\' EXIT\n')
+
+REMOTE = resources.files("deploy") / "remote"
+VALUE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+
+
+def remote_file(name: str) -> str:
+    """The text of one shipped shell file under deploy/remote/ (package data)."""
+    return (REMOTE / name).read_text()
+
+
+def assign(name: str, value) -> str:
+    """`NAME=value` for a program's preamble; a list becomes a bash array, a bool 1 or 0."""
+    if not VALUE_NAME.fullmatch(name):
+        raise ValueError(f"bad program value name {name!r}")
+    if isinstance(value, bool):
+        value = int(value)
+    if isinstance(value, (list, tuple)):
+        return f"{name}=(" + " ".join(q(str(v)) for v in value) + ")"
+    return f"{name}={q(str(value))}"
+
+
+def function(name: str, lines: list[str]) -> str:
+    """A shell function made of lines built in Python (`true` when there are none)."""
+    if not VALUE_NAME.fullmatch(name.upper()):
+        raise ValueError(f"bad function name {name!r}")
+    return f"{name}() {{\n" + "\n".join(flatten(lines) or ["true"]) + "\n}"
+
+
+def program(name: str, values: dict, manager: str | None = None, functions: dict | None = None) -> str:
+    """One script for one round trip: header, values, lib.sh, the manager's functions, shell
+    functions built in Python (`functions`: name -> lines), and deploy/remote/<name>.sh."""
+    return script(
+        [assign(k, v) for k, v in values.items()],
+        remote_file("lib.sh"),
+        remote_file(f"{manager}.sh") if manager else "",
+        [function(k, v) for k, v in (functions or {}).items()],
+        remote_file(f"{name}.sh"),
+    )
 
 
 def flatten(parts) -> list[str]:
@@ -54,6 +102,7 @@ def step(name: str) -> str:
     return f"echo \"::step {name} $(date +%s.%N)\""
 
 
-def fail(message: str, code: int = 1) -> str:
-    """Print a one-line error for the runner to pick up, and stop the script."""
-    return f"{{ echo {q('::error ' + message)}; exit {code}; }}"
+def fail(problem: str, fix: str, code: int = 1) -> str:
+    """Shell that prints the one-line `::error PROBLEM — FIX` and stops with `code` — for
+    scripts built in Python; the programs under deploy/remote/ use lib.sh's `fail`."""
+    return f"{{ printf '::error %s — %s\\n' {q(problem)} {q(fix)}; exit {int(code)}; }}"

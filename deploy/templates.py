@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from deploy import layout, tlsserver
+from deploy import gunicorn, layout, tlsserver
 from deploy.settings import Settings
 
 # Installed (pip/pipx), the templates are package data under deploy/_templates/ (see
@@ -64,11 +64,15 @@ def context(s: Settings) -> dict:
         "tls": tlsserver.nginx_tls(s, ready=s.tls == "files"),
         "keeper": layout.kit_file(layout.current_link(s), "keeper.py"),
         "master_pidfile": layout.master_pidfile(s),
+        # the gunicorn command line: built once (deploy/gunicorn.py), for the unit and supervisor
+        "gunicorn_exec": " ".join(gunicorn.unit_argv(s)),
+        "supervisor_command": supervisor_word(gunicorn.with_env(s, gunicorn.supervisor_argv(s))),
     }
 
 
 def render(template: str, s: Settings, **extra) -> str:
     """Render one template (path relative to the project, e.g. 'nginx/site.conf.j2'), with
     `extra` values for the templates that need more than the settings (the lb's hosts;
-    tls=… once a certificate exists)."""
+    tls=… once a certificate exists), or replacing context values (a unit checked before the
+    venv exists)."""
     return _env.get_template(template).render({**context(s), **extra})

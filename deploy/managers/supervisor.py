@@ -6,12 +6,14 @@ kit's keeper (deploy/kit/keeper.py), which starts gunicorn and stays, so a new v
 environment is handed over to a new master (USR2) with no stall, as under systemd.
 `supervisorctl restart` stops the program and its socket: requests fail until gunicorn is back
 (measured in bench/; supervisord has no socket that outlives a program). No kit task uses it.
+The shell side (reload, hand-over, logs, processes, the preflight boot) is
+deploy/remote/supervisor.sh.
 """
 from __future__ import annotations
 
-from deploy import facts, layout, templates
-from deploy.managers import ManagedFile, handover as handover_loop
-from deploy.shell import q, scratch
+from deploy import facts, gunicorn, layout, templates
+from deploy.managers.base import ManagedFile
+from deploy.shell import fail, q, scratch
 
 NAME = "supervisor"
 
@@ -30,7 +32,9 @@ def verify(s, staged: list[str]) -> str:
               f"assert c.has_section('program:{s.app_name}')")
     log = scratch("verify.log")
     return (f"python3 -c {q('import configparser; ' + checks)} 2>{log} || "
-            f"{{ tail -n 3 {log}; echo '::error the supervisor program file does not parse'; exit 1; }}")
+            f"{{ tail -n 3 {log}; " + fail("the supervisor program file does not parse",
+                                          "correct the settings its error names (above) and run fab setup again")
+            + "; }")
 
 
 def probes(s):
@@ -53,73 +57,13 @@ def activate(s, f, changed: set[str]) -> list[str]:
     return lines
 
 
-def restart_processes(s) -> str:
-    names = " ".join(layout.process_names(s))
-    return f"supervisorctl restart {names} >/dev/null" if names else ""
-
-
-def processes_running(s) -> str:
-    names = " ".join(layout.process_names(s))
-    return f"! supervisorctl status {names} | grep -qv RUNNING" if names else "true"
-
-
-def process_logs(s, name: str, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
-    path = q(f"/var/log/supervisor/{s.app_name}-{name}.log")
-    return f"tail -n {int(lines)}{' -F' if follow else ''} {path}"
-
-
-def process_status(s) -> str:
-    """Shell printing `name=STATE` for each of processes: (one word each)."""
-    return " ".join(f"{name}=$(supervisorctl status {s.app_name}-{name} | awk '{{print $2}}')"
-                    for name in s.processes)
-
-
-def start(s) -> str:
-    return f"supervisorctl start {s.app_name} >/dev/null"
-
-
-def reload(s) -> str:
-    return f"supervisorctl signal HUP {s.app_name} >/dev/null"
-
-
-def restart(s) -> str:
-    return f"supervisorctl restart {s.app_name} >/dev/null"
-
-
-def graceful_restart(s) -> str:
-    """What `fab restart` does: a new master, handed over (`supervisorctl restart` would close
-    the socket and nginx would answer 502 until gunicorn is back)."""
-    return handover(s)
-
-
-def handover(s) -> str:
-    """A new master (new venv, new environment) beside the old one; see handover_function."""
-    return "kit_handover"
-
-
-def handover_function(s) -> str:
-    # The keeper retires the old master itself once the new one is ready. A program started
-    # before the keeper existed (no pid file) can only be restarted.
-    return handover_loop.function(f"cat {q(layout.master_pidfile(s))}", restart(s),
-                                  retire_old=False, timeout=s.health_timeout)
-
-
-def is_active(s) -> str:
-    return f"supervisorctl status {s.app_name} 2>/dev/null | grep -qE 'RUNNING|STARTING'"
-
-
-def main_pid(s) -> str:
-    """gunicorn's master (supervisord's own pid for the program is the keeper's)."""
-    return f"cat {q(layout.master_pidfile(s))} 2>/dev/null || supervisorctl pid {s.app_name}"
-
-
-def status(s) -> str:
-    return f"supervisorctl status {s.app_name}"
-
-
-def logs(s, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
-    path = q(f"/var/log/supervisor/{s.app_name}.log")
-    return f"tail -n {int(lines)}{' -F' if follow else ''} {path}"
+def program_values(s, release_dir: str) -> dict:
+    """The preflight boot: the program's own command (env file, then gunicorn), on a private
+    socket, run the way supervisord runs it (user, umask, directory: supervisor.sh)."""
+    pf = f"/run/{s.app_name}-preflight"
+    sock = f"{pf}/gunicorn.sock"
+    cmd = gunicorn.with_env(s, gunicorn.supervisor_argv(s, release_dir, bind=sock, workers=1))
+    return {"MASTER_PIDFILE": layout.master_pidfile(s), "PREFLIGHT_DIR": pf, "PREFLIGHT_SOCK": sock, "PREFLIGHT_RUN": ["/bin/sh", "-c", cmd]}
 
 
 def remove(s) -> list[str]:

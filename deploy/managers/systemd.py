@@ -4,12 +4,14 @@ Reload is HUP (new workers import the release `current` points to). A new venv o
 environment needs a new master: the kit hands over (gunicorn's USR2, deploy/kit/handover.py)
 so the old master serves until the new one's workers are ready — no stall; `systemctl
 restart` also drops nothing (the socket queues connections) but stalls them while it boots.
+The shell side (start, reload, hand-over, logs, processes, the sandboxed preflight boot) is
+deploy/remote/systemd.sh.
 """
 from __future__ import annotations
 
-from deploy import facts, layout, templates
-from deploy.managers import ManagedFile, handover as handover_loop
-from deploy.shell import q, scratch
+from deploy import appcmd, facts, gunicorn, layout, templates
+from deploy.managers.base import ManagedFile
+from deploy.shell import fail, q, scratch, write_file
 
 NAME = "systemd"
 
@@ -30,16 +32,19 @@ def files(s) -> list[ManagedFile]:
 def verify(s, staged: list[str]) -> str:
     """`systemd-analyze verify` the staged unit files before they go live.
 
-    Before the first deploy the venv's gunicorn does not exist yet; verify then checks a
-    copy whose ExecStart points at /bin/true, so syntax and every other line are still checked.
+    Before the first deploy the venv's gunicorn does not exist yet, and verify would reject
+    ExecStart: the staged service is then replaced by one rendered with ExecStart=/bin/true,
+    so syntax and every other line are still checked.
     """
-    gunicorn = f"{s.root}/current/.venv/bin/gunicorn"
+    gunicorn_bin = gunicorn.unit_argv(s)[0]
+    service = templates.render("systemd/app.service.j2", s, gunicorn_exec="/bin/true")
     paths = " ".join(q(p) for p in staged)
     log = scratch("verify.log")
     return (
-        f"if [ ! -x {q(gunicorn)} ]; then sed -i 's#^ExecStart={gunicorn} #ExecStart=/bin/true #' "
-        f"{paths}; fi; systemd-analyze verify {paths} >{log} 2>&1 || "
-        f"{{ cat {log}; echo '::error systemd-analyze verify rejected the unit'; exit 1; }}"
+        f"if [ ! -x {q(gunicorn_bin)} ]; then {write_file(staged[1], service)}; fi; "
+        f"systemd-analyze verify {paths} >{log} 2>&1 || {{ cat {log}; "
+        + fail("systemd-analyze verify rejected the unit",
+               "correct the settings it names (the lines above) and run fab setup again") + "; }"
     )
 
 
@@ -92,72 +97,21 @@ def activate(s, f, changed: set[str]) -> list[str]:
     return lines + process_lines(s, f, changed)
 
 
-def restart_processes(s) -> str:
-    """After a switch or rollback: each process stops (TERM, its job finished) and starts
-    on the release `current` points to now."""
-    names = " ".join(f"{u}.service" for u in layout.process_names(s))
-    return f"systemctl restart {names}" if names else ""
-
-
-def processes_running(s) -> str:
-    names = " ".join(f"{u}.service" for u in layout.process_names(s))
-    return f"systemctl is-active -q {names}" if names else "true"
-
-
-def process_logs(s, name: str, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
-    return logs(s, follow, lines, since).replace(f"-u {s.app_name}.service", f"-u {s.app_name}-{name}.service", 1)
-
-
-def process_status(s) -> str:
-    """Shell printing `name=state` for each of processes: (one word each)."""
-    return " ".join(f"{name}=$(systemctl is-active {s.app_name}-{name}.service)" for name in s.processes)
-
-
-def start(s) -> str:
-    return f"systemctl start {s.app_name}.service"
-
-
-def reload(s) -> str:
-    return f"systemctl reload {s.app_name}.service"
-
-
-def restart(s) -> str:
-    return f"systemctl restart {s.app_name}.service"
-
-
-def graceful_restart(s) -> str:
-    """What `fab restart` does: a new master and workers, handed over without a stall."""
-    return handover(s)
-
-
-def handover(s) -> str:
-    """A new master (new venv, new environment) beside the old one; see handover_function."""
-    return "kit_handover"
-
-
-def handover_function(s) -> str:
-    svc = f"{s.app_name}.service"
-    return handover_loop.function(f"systemctl show -p MainPID --value {svc}", f"systemctl restart {svc}",
-                             retire_old=True, timeout=s.health_timeout)
-
-
-def is_active(s) -> str:
-    return f"systemctl is-active -q {s.app_name}.service"
-
-
-def main_pid(s) -> str:
-    return f"systemctl show -p MainPID --value {s.app_name}.service"
-
-
-def status(s) -> str:
-    return f"systemctl status --no-pager --lines=0 {s.app_name}.service {s.app_name}.socket"
-
-
-def logs(s, follow: bool = False, lines: int = 50, since: str | None = None) -> str:
-    cmd = f"journalctl -u {s.app_name}.service --no-pager -o short-iso -n {int(lines)}"
-    if since:
-        cmd += f" --since {q(since)}"
-    return cmd + (" -f" if follow else "")
+def program_values(s, release_dir: str) -> dict:
+    """The preflight boot: a transient unit with the service's own sandbox, user and env."""
+    name = f"{s.app_name}-preflight"
+    sock = f"/run/{name}/gunicorn.sock"
+    props = [("User", s.app_user), ("Group", s.app_user), ("RuntimeDirectory", name),
+             ("EnvironmentFile", f"-{layout.env_file(s)}"), ("WorkingDirectory", release_dir)]
+    # the service's own sandbox (systemd/sandbox.conf.j2), as release_command gets it
+    run = ["--service-type=exec"] + [f"--property={k}={v}" for k, v in props]
+    run += [f"--property={p}" for p in appcmd.sandbox_properties(s)]
+    # The socket is handed over like <app>.socket does for the service (gunicorn binding it
+    # itself would chown it, which the sandbox's system call filter refuses); --bind only
+    # names it in gunicorn's command line.
+    run += ["--", "systemd-socket-activate", "--listen", sock,
+            *gunicorn.argv(s, release_dir, bind=f"unix:{sock}", workers=1)]
+    return {"PREFLIGHT_UNIT": f"{name}.service", "PREFLIGHT_SOCK": sock, "PREFLIGHT_RUN": run}
 
 
 def remove(s) -> list[str]:

@@ -2,8 +2,10 @@
 
 deploy: pack once; on every host in parallel upload + prepare (lock, unpack, venv, preflight);
 if any host fails, undo the prepared release everywhere. Then switch in batches of
-`switch_batch` hosts (0 = all at once); if a host fails its health gate, every host switched
-by this run goes back to its previous release.
+`switch_batch` hosts (0 = all at once); if a host fails its health gate, or the run is
+interrupted (Ctrl-C), every host switched by this run goes back to its previous release and
+the hosts not yet switched are undone. A host that cannot be reached for its undo does not
+stop the others'.
 """
 from __future__ import annotations
 
@@ -11,17 +13,16 @@ import base64
 import time
 
 from deploy import health, package, release, report
-from deploy.lock import holder
 from deploy.errors import KitError
 from deploy.fleet import each
+from deploy.lock import holder
+from deploy.protocol import is_release
 from deploy.runner import Outcome, Remote
-from deploy.shell import script
 
 
 def show(remote: Remote, out: Outcome) -> None:
     for line in out.lines:
-        if not line.startswith("::"):
-            report.host_say(remote.label, "  " + line)
+        report.host_say(remote.label, "  " + line)
     if out.steps:
         report.host_say(remote.label, "  " + ", ".join(f"{n} {t:.2f}s" for n, t in out.steps))
 
@@ -35,7 +36,9 @@ def run_step(remote: Remote, text: str, what: str, stdin: str | None = None) -> 
 
 
 def previous_of(out: Outcome) -> str:
-    return next((l.split(" ", 1)[1] for l in out.lines if l.startswith("::previous ") and " " in l), "")
+    """The release live before the switch, as the host reported it ('' if none or malformed)."""
+    prev = out.marker("previous") or ""
+    return prev if is_release(prev) else ""
 
 
 def url_of(remote: Remote, s) -> str:
@@ -48,6 +51,17 @@ def url_of(remote: Remote, s) -> str:
 def batches(items: list, size: int) -> list[list]:
     size = size or len(items)
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def quietly(fn):
+    """fn(remote), with a failure reported instead of raised: one unreachable host must not
+    stop the undo on the others."""
+    def run(r: Remote):
+        try:
+            fn(r)
+        except (KitError, OSError, EOFError) as e:
+            report.host_say(r.label, f"warning: could not undo this host: {e}")
+    return run
 
 
 def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=None) -> str:
@@ -76,7 +90,7 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
     try:
         each(remotes, prepare)
     except (KitError, KeyboardInterrupt):
-        each(remotes, abort)
+        each(remotes, quietly(abort))
         raise
 
     switched: list[tuple[Remote, str]] = []
@@ -84,6 +98,10 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
     def switch(r: Remote):
         out = run_step(r, release.switch_script(settings_for(r), pkg.release, who), "switch")
         switched.append((r, previous_of(out)))
+
+    def switch_back(r: Remote, prev: str):
+        run_step(r, release.switch_script(settings_for(r), prev, who, verb="rolled back to",
+                                          lock_first=True), "rollback")
 
     pending = list(remotes)
     try:
@@ -94,16 +112,15 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
             if rotation:
                 rotation.undrain(batch)
             pending = [r for r in pending if r not in batch]
-    except KitError:
-        if pending:
-            each(pending, abort)
-        back = [(r, prev) for r, prev in switched if prev]
+    except (KitError, KeyboardInterrupt):
+        # Hosts still pending were never switched by this run (a failed switch undoes itself
+        # on the host, and abort never removes the release `current` points to).
+        each(pending, quietly(abort))
+        back = dict((r, prev) for r, prev in switched if prev)
         if back:
             report.host_say("all", "a host failed: switching the hosts already on "
                                    f"{pkg.release} back to their previous release")
-            each([r for r, _ in back], lambda r: run_step(
-                r, release.switch_script(settings_for(r), dict(back)[r], who, verb="rolled back to",
-                                         lock_first=True), "rollback"))
+            each(list(back), quietly(lambda r: switch_back(r, back[r])))
         raise
     took = time.time() - started
     for r in remotes:
@@ -113,11 +130,16 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
 
 def rollback(remotes: list[Remote], settings_for, to: str | None = None, force: bool = False) -> None:
     who = holder()
+    if to:
+        release.checked(to)  # before any connection is used
 
     def one(r: Remote):
         s = settings_for(r)
-        out = r.must(script(release.rollback_target_lines(s, to)), "finding the release to roll back to")
-        target = out.lines[-1].strip()
+        out = r.must(release.rollback_target_script(s, to), "finding the release to roll back to")
+        target = out.lines[-1].strip() if out.lines else ""
+        if not is_release(target):
+            raise KitError(f"{r.label}: the host named {target!r} as the release to roll back to",
+                           "pick one from fab releases and run fab rollback --to RELEASE")
         report.host_say(r.label, f"rolling back to {target}")
         run_step(r, release.switch_script(s, target, who, verb="rolled back to", lock_first=True,
                                           force=force), "rollback")

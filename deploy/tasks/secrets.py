@@ -50,9 +50,9 @@ def _report(remote: Remote, out) -> bool:
             name = line.split()[1]
             raise KitError(f"{remote.label}: {name} comes from env: in fabric.yaml",
                            "remove it there and run fab setup")
-        if not line.startswith(("::", "block ")):
+        if not line.startswith("block "):
             report.host_say(remote.label, "  " + line)
-    return "::env changed" in out.lines
+    return out.marker("env") == "changed"
 
 
 def apply(remote: Remote, s, payload: str, what: str, audit_what: str) -> bool:
@@ -101,12 +101,13 @@ def unset(fleet, name):
 def _variables(r: Remote, s, salt: str) -> dict[str, tuple[str, str]] | None:
     """{name: (source, digest)} on one host; None when it has no env file."""
     out = r.must(envfile.list_script(s), "reading the env file")
-    if "::missing" in out.lines:
+    if out.marker("missing") is not None:
         return None
-    digests = dict(l.split()[1:3] for l in r.must(envfile.digest_script(s), "reading the env file",
-                                                  stdin=salt + "\n").lines if l.startswith("::digest "))
+    digests = dict(v.split()[:2] for v in r.must(envfile.digest_script(s), "reading the env file",
+                                                 stdin=salt + "\n").markers.get("digest", [])
+                   if len(v.split()) >= 2)
     return {n: (src, digests.get(n, "")) for n, src in
-            (l.split()[1:3] for l in out.lines if l.startswith("::var "))}
+            (v.split()[:2] for v in out.markers.get("var", []) if len(v.split()) >= 2)}
 
 
 def _difference(name: str, found: dict[str, tuple[str, str] | None]) -> str:

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from deploy.lock import Holder
 from deploy import envfile, settings
 from deploy.errors import KitError
 
@@ -181,23 +182,49 @@ def test_values_travel_in_the_payload_never_in_the_script():
     s = settings.build({})
     payload = json.loads(envfile.payload(s, sets={"SECRET_KEY": "hunter2"}))
     assert payload["set"] == {"SECRET_KEY": 'SECRET_KEY="hunter2"'}
-    text = envfile.change_script(s, "me@here")
+    text = envfile.change_script(s, Holder("me@here", "t"))
     assert "hunter2" not in text
-    assert "python3 -c " in text and "edit /srv/flasksample/shared/env flasksample" in text
+    assert 'python3 -c "$ENV_PROGRAM" edit "$ENV_FILE" "$APP_USER"' in text
+    assert "\nENV_FILE=/srv/flasksample/shared/env\n" in text
 
 
-def test_change_script_restarts_behind_the_health_gate_and_reverts():
-    s = settings.build({})
-    text = envfile.change_script(s, "me@here")
-    assert "mkdir /srv/flasksample/.kit/lock" in text
-    assert "cp -p /srv/flasksample/shared/env /srv/flasksample/.kit/env.prev" in text
-    assert 'case "$out" in *"::env changed"*) ;; *) exit 0 ;; esac' in text
-    assert "systemctl restart flasksample.service" in text
-    assert "if ! kit_healthy '' 20 -H 'Host: localhost' http://127.0.0.1/; then" in text
-    assert "mv -f /srv/flasksample/.kit/env.prev /srv/flasksample/shared/env" in text
-    assert "trap 'rm -f /srv/flasksample/.kit/env.prev; rm -rf /srv/flasksample/.kit/lock' EXIT" in text
-    sup = envfile.change_script(settings.build({"process_manager": "supervisor"}), "me")
-    assert "supervisorctl restart flasksample" in sup
+ENV_STUBS = r"""
+systemctl() { echo "systemctl $*" >> "$CALLS"; }
+supervisorctl() { echo "supervisorctl $*" >> "$CALLS"; if [ "$1" = status ]; then echo "app RUNNING"; fi; }
+curl() { echo "curl" >> "$CALLS"; if [ -n "${DOWN:-}" ]; then echo "kit-status 000"; return 7; fi; echo "kit-status 200"; }
+sleep() { :; }
+python3() { cat > /dev/null; echo "changed X"; echo "::env changed"; printf 'X="new"\n' > "$4"; }
+"""
+
+
+@pytest.mark.parametrize("manager, restart", [("systemd", "systemctl restart flasksample.service"),
+                                              ("supervisor", "supervisorctl restart flasksample")])
+@pytest.mark.parametrize("down", [False, True])
+def test_change_script_restarts_behind_the_health_gate_and_reverts(tmp_path, manager, restart, down):
+    import subprocess
+
+    root = tmp_path / "srv"
+    (root / "shared").mkdir(parents=True)
+    (root / "shared/env").write_text('X="old"\n')
+    s = settings.build({"base_dir": str(root), "health_timeout": 1, "process_manager": manager})
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    env = f"export CALLS={calls}\n" + (f"export DOWN=1\n" if down else "")
+    result = subprocess.run(["bash", "-c", env + ENV_STUBS + envfile.change_script(s, Holder("me", "t"))],
+                            input="{}", capture_output=True, text=True, timeout=30)
+    done = calls.read_text().splitlines()
+    assert not (root / ".kit/lock").exists() and not (root / ".kit/env.prev").exists()
+    if not down:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert result.stdout.splitlines()[-1].startswith("applied: flasksample restarted")
+        assert done.count(restart) == 1
+        assert (root / "shared/env").read_text() == 'X="new"\n'
+    else:
+        assert result.returncode == 4
+        assert result.stdout.splitlines()[-1] == ("::error the app failed its health check with the new "
+                                                  "environment; the previous one is back — see fab logs")
+        assert done.count(restart) == 2
+        assert (root / "shared/env").read_text() == 'X="old"\n'
 
 
 def test_list_script_prints_no_values():

@@ -11,7 +11,6 @@ import pytest
 
 from deploy import envfile, layout, release, service, settings, templates
 from deploy.errors import KitError
-from deploy.managers import manager_for
 
 MARK = "PWNED"
 PAYLOADS = [
@@ -109,8 +108,8 @@ def rendered(s) -> list[str]:
     out += [service.status_script(s), service.restart_script(s), envfile.list_script(s),
             envfile.change_script(s, "me"), envfile.payload(s, block=s.env),
             release.list_script(s)]
-    m = manager_for(s)
-    return out + [m.is_active(s), m.restart(s)]
+    rel = "20261126-230000.000-aaaaaaa"
+    return out + [release.switch_script(s, rel, "me"), release.prepare_script(s, rel, "h", "me", False)]
 
 
 @pytest.mark.parametrize("name", sorted(STRING_SETTINGS))

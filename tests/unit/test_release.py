@@ -1,28 +1,32 @@
-"""deploy/release.py (+ shell, lock, health): the exact shell that matters, `bash -n` on every
-generated script, and the switch/cleanup/rollback/lock logic run for real in a temp directory
-with systemctl/curl/journalctl replaced by bash functions (no root, no network)."""
+"""The remote programs (deploy/remote/*.sh) with the values deploy/release.py gives them: run
+for real in local bash on a temp directory, with systemctl/curl/journalctl/runuser replaced by
+bash functions (no root needed for the logic, no network); `bash -n` on every generated script
+and `shellcheck` on every shipped shell file."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
 from deploy import health, lock, release
-from deploy.managers import systemd
 from deploy.facts import probe_script
+from deploy.lock import Holder
 from deploy.shell import HEADER, fail, flatten, q, script, step, write_file
 
 R1, R2, R3 = "20261126-230000.000-aaaaaaa", "20261126-231000.000-bbbbbbb", "20261126-232000.000-ccccccc"
+ME = Holder("me@box (pid 1)", "token-me")
 
 
 @pytest.fixture
 def srv(tmp_path, make):
-    """Settings whose base_dir is a temp directory, and a helper to lay releases out in it."""
+    """Settings whose base_dir is a temp directory, and helpers to lay releases out in it."""
     root = tmp_path / "srv"
     (root / "releases").mkdir(parents=True)
     (root / "venvs").mkdir()
+    (root / "shared").mkdir()
     (root / ".kit").mkdir()
     s = make(base_dir=str(root), health_timeout=1)
 
@@ -34,26 +38,35 @@ def srv(tmp_path, make):
         (d / ".venv").symlink_to(f"../../venvs/{venv}")
         return d
 
-    def point(rel):
-        link = root / "current"
-        if link.is_symlink():
-            link.unlink()
-        link.symlink_to(f"releases/{rel}")
+    def point(rel, link="current"):
+        path = root / link
+        if path.is_symlink():
+            path.unlink()
+        path.symlink_to(f"releases/{rel}")
 
     return s, root, add, point
 
 
 # Bash functions standing in for the server's tools. Calls are appended to $KIT_CALLS; the fake
-# nginx answers with the release `current` points to, or with $KIT_STALE when set; `date +%s%N`
-# advances 0.1 s per call so a failing health gate gives up at once.
+# nginx answers with the release `current` points to, or with $KIT_STALE when set; the private
+# socket of the preflight answers unless $KIT_PF_SICK is set; `date +%s%N` advances 0.1 s per
+# call so a failing health gate gives up at once; runuser runs the command (logged).
 STUBS = r"""
 systemctl() { echo "systemctl $*" >> "$KIT_CALLS"; if [ "$1" = is-active ]; then return "${KIT_INACTIVE:-0}"; fi; }
 supervisorctl() { echo "supervisorctl $*" >> "$KIT_CALLS"; if [ "$1" = status ]; then echo "app RUNNING"; fi; }
-journalctl() { echo "journalctl $*" >> "$KIT_CALLS"; echo "app log line"; }
+journalctl() { echo "journalctl $*" >> "$KIT_CALLS"; echo "app log line"; echo "::error spoofed by the app"; }
+systemd-run() { echo "systemd-run $*" >> "$KIT_CALLS"; }
+runuser() { echo "runuser $1 $2" >> "$KIT_CALLS"; shift 3; "$@"; }
+chown() { echo "chown $*" >> "$KIT_CALLS"; }
 curl() {
   echo "curl $*" >> "$KIT_CALLS"
-  local rel; rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
-  printf 'HTTP/1.1 %s OK\r\nX-Flasksample-Release: %s\r\n\r\nkit-status %s\n' "${KIT_STATUS:-200}" "$rel" "${KIT_STATUS:-200}"
+  local rel status=${KIT_STATUS:-200}
+  if [[ " $* " == *" --unix-socket "* ]]; then
+    rel=new; if [ -n "${KIT_PF_SICK:-}" ]; then status=500; fi
+  else
+    rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
+  fi
+  printf 'HTTP/1.1 %s OK\r\nX-Flasksample-Release: %s\r\n\r\nkit-status %s\n' "$status" "$rel" "$status"
 }
 sleep() { :; }
 date() {
@@ -67,14 +80,30 @@ date() {
 CURL = "curl -s -m 2 -o /dev/null -D - -w kit-status %{http_code}\\n "
 
 
-def run_stubbed(run_bash, root, text, **env):
+def run_stubbed(root, text, stdin: str = "", **env):
+    """Run a generated script with the stubs defined before its values and programs."""
     calls, clock = root.parent / "calls", root.parent / "clock"
     calls.write_text("")
     clock.write_text("1000000000000000000")
     exports = "".join(f"export {k}={q(str(v))}\n" for k, v in
                       dict(KIT_CALLS=calls, KIT_CLOCK=clock, KIT_ROOT=root, **env).items())
-    result = run_bash(exports + STUBS + text)
+    result = subprocess.run(["bash", "-c", exports + STUBS + text], input=stdin, capture_output=True,
+                            text=True, timeout=20)
     return result, calls.read_text().splitlines()
+
+
+def take_lock(root, who: Holder, what="release x"):
+    lock_dir = root / ".kit" / "lock"
+    lock_dir.mkdir()
+    (lock_dir / "token").write_text(who.token + "\n")
+    (lock_dir / "holder").write_text(f"{who.who}, {what}\n")
+    (lock_dir / "since").write_text("2026-11-26T23:00:00Z\n")
+
+
+def lock_script(s, who, force=False):
+    """A tiny program over lib.sh's lock functions (the lock is what the real ones use)."""
+    return release.run("abort", s, who, force, RELEASE="x").replace(
+        release.shell_program_text("abort"), 'lock_take "release x"\n')
 
 
 # -- shell.py --------------------------------------------------------------------------------
@@ -85,9 +114,23 @@ def test_script_header_and_flatten():
     assert HEADER.startswith("set -euo pipefail\n")
 
 
-def test_step_and_fail_lines():
+def test_step_and_fail_lines(run_bash):
     assert step("venv") == 'echo "::step venv $(date +%s.%N)"'
-    assert fail("it's broken", 3) == "{ echo '::error it'\"'\"'s broken'; exit 3; }"
+    assert fail("it's broken", "fix it", 3) == \
+        "{ printf '::error %s — %s\\n' 'it'\"'\"'s broken' 'fix it'; exit 3; }"
+    out = run_bash(script(fail("it's broken", "fix it", 3)))
+    assert (out.returncode, out.stdout) == (3, "::error it's broken — fix it\n")
+
+
+def test_program_values_are_quoted_once(run_bash):
+    from deploy.shell import assign
+    assert assign("A", "x'; touch /tmp/owned; echo '") == "A='x'\"'\"'; touch /tmp/owned; echo '\"'\"''"
+    assert assign("L", ["a b", "c"]) == "L=('a b' c)"
+    assert assign("F", True) == "F=1"
+    with pytest.raises(ValueError):
+        assign("lower", "x")
+    out = run_bash(assign("L", ["a b", "$c"]) + '\nprintf "<%s>" "${L[@]}"')
+    assert out.stdout == "<a b><$c>"
 
 
 def test_write_file_is_atomic_and_round_trips_any_content(tmp_path, run_bash):
@@ -104,50 +147,84 @@ def test_write_file_is_atomic_and_round_trips_any_content(tmp_path, run_bash):
     assert not (tmp_path / "dir with space" / "f.conf.kit-new").exists()
 
 
-# -- lock.py ---------------------------------------------------------------------------------
-
-def test_lock_acquire_lines_exact(s):
-    assert lock.acquire(s, "me@box (pid 1)", R1) == [
-        "install -d -m 700 /srv/flasksample/.kit",
-        "if ! mkdir /srv/flasksample/.kit/lock 2>/dev/null; then echo \"::error deploy locked by "
-        "$(cat /srv/flasksample/.kit/lock/holder 2>/dev/null || echo unknown) since "
-        "$(cat /srv/flasksample/.kit/lock/since 2>/dev/null || echo unknown) — wait for it, or if it "
-        "died run again with --force\"; exit 75; fi",
-        f"printf '%s\\n' 'me@box (pid 1), release {R1}' > /srv/flasksample/.kit/lock/holder",
-        "date -u +%Y-%m-%dT%H:%M:%SZ > /srv/flasksample/.kit/lock/since",
-    ]
-    assert lock.release_line(s) == "rm -rf /srv/flasksample/.kit/lock"
+def test_each_run_has_its_own_scratch_dir_removed_at_the_end(run_bash):
+    """R5: not one directory shared by every app and run on the host."""
+    from deploy.shell import RUN_SCRATCH, scratch
+    assert scratch("x").startswith(RUN_SCRATCH + "/") and RUN_SCRATCH.startswith("/run/flasksample-kit/run-")
+    out = run_bash(script('echo "$KIT_TMP"; stat -c %a "$KIT_TMP"'))
+    assert out.stdout.split() == [RUN_SCRATCH, "700"]
+    assert not os.path.exists(RUN_SCRATCH)
 
 
-def test_lock_force_breaks_the_old_lock_first(s):
-    lines = lock.acquire(s, "me", R1, force=True)
-    assert lines[1] == (
-        "if [ -d /srv/flasksample/.kit/lock ]; then echo \"broke the lock held by "
-        "$(cat /srv/flasksample/.kit/lock/holder 2>/dev/null) since "
-        "$(cat /srv/flasksample/.kit/lock/since 2>/dev/null)\"; rm -rf /srv/flasksample/.kit/lock; fi")
-    assert lines[2].startswith("if ! mkdir /srv/flasksample/.kit/lock")
+# -- exit codes and markers: one table, one parser -----------------------------------------
+
+def test_exit_codes_agree_between_python_and_shell():
+    from deploy.protocol import Exit
+    from deploy.shell import remote_file
+    line = next(l for l in remote_file("lib.sh").splitlines() if l.startswith("readonly EXIT_"))
+    shell = {k.removeprefix("EXIT_"): int(v) for k, v in re.findall(r"(EXIT_\w+)=(\d+)", line)}
+    assert shell == {e.name: e.value for e in Exit}
 
 
-def test_lock_second_deploy_is_refused_naming_the_holder_and_force_breaks_it(srv, run_bash):
+def test_no_program_writes_an_error_marker_or_exit_code_by_hand():
+    from deploy.shell import REMOTE
+    for f in REMOTE.iterdir():
+        if f.name.endswith(".sh") and f.name != "lib.sh":
+            text = f.read_text()
+            assert "::error" not in text, f.name
+            assert not re.search(r"exit [0-9]", text.replace("exit 0", "")), f.name
+
+
+# -- lock ------------------------------------------------------------------------------------
+
+def run_lock(srv, body, who=ME, force=False, **env):
     s, root, _, _ = srv
-    first = run_bash(script(lock.acquire(s, "alice@a", R1)))
+    text = release.run("abort", s, who, force, RELEASE=R1)
+    text = text[:text.index("# shellcheck shell=bash\n# abort:")] + body + "\n"
+    return run_stubbed(root, text, **env)[0]
+
+
+def test_lock_second_deploy_is_refused_naming_the_holder_and_force_breaks_it(srv):
+    s, root, _, _ = srv
+    alice, bob = Holder("alice@a", "ta"), Holder("bob@b", "tb")
+    first = run_lock(srv, f'lock_take "release {R1}"', alice)
     assert first.returncode == 0, first.stderr
     assert (root / ".kit/lock/holder").read_text() == f"alice@a, release {R1}\n"
-    second = run_bash(script(lock.acquire(s, "bob@b", R2)))
+    second = run_lock(srv, f'lock_take "release {R2}"', bob)
     assert second.returncode == lock.LOCKED_EXIT
     assert re.fullmatch(rf"::error deploy locked by alice@a, release {R1} since \d{{4}}-\d\d-\d\dT\S+Z — "
                         r"wait for it, or if it died run again with --force\n", second.stdout)
-    status = run_bash(script(lock.status_line(s))).stdout
-    assert status.startswith(f"locked by alice@a, release {R1} since ")
-    forced = run_bash(script(lock.acquire(s, "bob@b", R2, force=True)))
+    assert run_lock(srv, "lock_status").stdout.startswith(f"locked by alice@a, release {R1} since ")
+    forced = run_lock(srv, f'lock_take "release {R2}"', bob, force=True)
     assert forced.returncode == 0
     assert forced.stdout.startswith(f"broke the lock held by alice@a, release {R1} since ")
     assert (root / ".kit/lock/holder").read_text() == f"bob@b, release {R2}\n"
-    run_bash(script(lock.release_line(s)), check=True)
-    assert run_bash(script(lock.status_line(s))).stdout == "unlocked\n"
+    run_lock(srv, "lock_free", bob)
+    assert run_lock(srv, "lock_status").stdout == "unlocked\n"
 
 
-# -- health.py -------------------------------------------------------------------------------
+def test_a_broken_lock_is_never_freed_by_its_old_holder(srv):
+    """L1: alice's lock was broken with --force by bob; alice's later unlock leaves bob's."""
+    s, root, _, _ = srv
+    alice, bob = Holder("same@host (pid 7)", "ta"), Holder("same@host (pid 7)", "tb")
+    run_lock(srv, 'lock_take "x"', alice)
+    run_lock(srv, 'lock_take "y"', bob, force=True)
+    run_lock(srv, "lock_free", alice)
+    assert (root / ".kit/lock/token").read_text() == "tb\n"
+    run_lock(srv, "lock_free", Holder("same@host (pid 7)", "t"))  # a prefix is not the token
+    assert (root / ".kit/lock").exists()
+    run_lock(srv, "lock_free", bob)
+    assert not (root / ".kit/lock").exists()
+
+
+def test_lock_values_carry_the_holder_and_the_runs_token(s):
+    v = lock.values(s, Holder("me", "t1"), force=True)
+    assert v == {"KIT_DIR": "/srv/flasksample/.kit", "LOCK": "/srv/flasksample/.kit/lock",
+                 "HOLDER": "me", "TOKEN": "t1", "FORCE": True}
+    assert lock.holder().token == lock.RUN_TOKEN and len(lock.RUN_TOKEN) == 32
+
+
+# -- health ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("domains, header", [(["_"], "localhost"), (["*.a.org", "b.org"], "b.org"),
                                              (["a.org", "b.org"], "a.org")])
@@ -155,177 +232,299 @@ def test_health_host_header(make, domains, header):
     assert health.host_header(make(domains=domains)) == header
 
 
-def test_health_curl_arguments(s):
-    assert health.through_nginx(s) == "-H 'Host: localhost' http://127.0.0.1/"
-    assert health.on_socket(s, "/run/x/g.sock") == "--unix-socket /run/x/g.sock http://localhost/"
-
-
-def test_kit_healthy_needs_the_wanted_release_and_gives_up_after_the_timeout(srv, run_bash):
+def test_healthy_needs_the_wanted_release_and_gives_up_after_the_timeout(srv):
     s, root, add, point = srv
     add(R1)
     point(R1)
-    fn = health.wait_function(s) + "\n"
-    ok, calls = run_stubbed(run_bash, root, fn + f"kit_healthy {R1} 5 {health.through_nginx(s)}")
+    ok, calls = run_lock(srv, f"healthy {R1} probe_nginx"), None
     assert ok.returncode == 0, ok.stdout + ok.stderr
+    _, calls = run_stubbed(root, release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+                           + f"\nhealthy {R1} probe_nginx\n")
     assert calls == [CURL + "-H Host: localhost http://127.0.0.1/"] * 3
-    bad, _ = run_stubbed(run_bash, root, fn + f"kit_healthy {R2} 1 {health.through_nginx(s)}")
+    bad = run_lock(srv, f"healthy {R2} probe_nginx")
     assert bad.returncode == 1
     assert bad.stdout == f'last health answer: HTTP 200, release {R1}\n'
-    anyrel, _ = run_stubbed(run_bash, root, fn + f"kit_healthy '' 1 {health.through_nginx(s)}")
-    assert anyrel.returncode == 0
+    assert run_lock(srv, "healthy '' probe_nginx").returncode == 0
+
+
+def test_health_path_reaches_curl_verbatim(srv, make):
+    _, root, add, point = srv
+    add(R1)
+    point(R1)
+    s = make(base_dir=str(root), health_path="/healthz?deep=1&x=2")
+    text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+    _, calls = run_stubbed(root, text + f"\nhealthy {R1} probe_nginx\n")
+    assert calls and calls[0] == CURL + "-H Host: localhost http://127.0.0.1/healthz?deep=1&x=2"
 
 
 @pytest.mark.parametrize("health_path,status,ok", [
     ("", 200, True), ("", 302, True), ("", 404, True), ("", 500, False), ("", 503, False),
     ("/up", 200, True), ("/up", 204, True), ("/up", 302, False), ("/up", 404, False)])
-def test_kit_healthy_judges_the_status_by_whether_the_app_has_a_health_path(
-        srv, make, run_bash, health_path, status, ok):
+def test_healthy_judges_the_status_by_whether_the_app_has_a_health_path(srv, make, health_path, status, ok):
     _, root, add, point = srv
     add(R1)
     point(R1)
-    s = make(base_dir=str(root), health_path=health_path)
-    fn = health.wait_function(s) + "\n"
-    out, _ = run_stubbed(run_bash, root, fn + f"kit_healthy {R1} 1 {health.through_nginx(s)}",
-                         KIT_STATUS=status)
+    s = make(base_dir=str(root), health_path=health_path, health_timeout=1)
+    text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+    out, _ = run_stubbed(root, text + f"\nhealthy {R1} probe_nginx\n", KIT_STATUS=status)
     assert (out.returncode == 0) == ok, out.stdout
-
-
-def test_health_path_reaches_curl_verbatim(srv, make, run_bash):
-    _, root, add, point = srv
-    add(R1)
-    point(R1)
-    s = make(base_dir=str(root), health_path="/healthz?deep=1&x=2")
-    fn = health.wait_function(s) + "\n"
-    _, calls = run_stubbed(run_bash, root, fn + f"kit_healthy {R1} 5 {health.through_nginx(s)}")
-    assert calls and calls[0] == CURL + "-H Host: localhost http://127.0.0.1/healthz?deep=1&x=2"
 
 
 # -- prepare ---------------------------------------------------------------------------------
 
+def archive_of(files: dict) -> str:
+    import base64, io, tarfile
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return base64.b64encode(buf.getvalue()).decode()
 
 
-
-def test_venv_lines_exact(s):
-    assert release.venv_lines(s, "abc123", f"/srv/flasksample/releases/{R1}") == [
-        "if [ ! -e /srv/flasksample/venvs/abc123/.complete ]; then",
-        "  echo 'building venv abc123 (requirements changed)'",
-        "  rm -rf /srv/flasksample/venvs/abc123 && python3 -m venv /srv/flasksample/venvs/abc123",
-        "  /srv/flasksample/venvs/abc123/bin/pip install -q --disable-pip-version-check --no-input "
-        f"-r /srv/flasksample/releases/{R1}/.flasksample/requirements.txt >/run/flasksample-kit/pip.log 2>&1 || "
-        "{ tail -n 5 /run/flasksample-kit/pip.log; rm -rf /srv/flasksample/venvs/abc123; "
-        "echo '::error pip install of the pinned requirements failed (its log is above)'; exit 1; }",
-        "  touch /srv/flasksample/venvs/abc123/.complete",
-        "fi",
-        f"ln -sfn ../../venvs/abc123 /srv/flasksample/releases/{R1}/.venv",
-    ]
+APP_FILES = {"serve.py": "app = 1\n", ".flasksample/requirements.txt": "gunicorn\n",
+             ".flasksample/gunicorn.conf.py": ""}
+VENV_STUB = ('python3() { echo "python3 $*" >> "$KIT_CALLS"; mkdir -p "$3/bin"; '
+             'printf "#!/bin/sh\\n" > "$3/bin/pip"; chmod +x "$3/bin/pip"; }\n')
 
 
-def test_venv_is_reused_when_complete_and_rebuilt_when_not(srv, run_bash):
+@pytest.fixture
+def prepared_host(srv, make, tmp_path):
+    """A host set up (releases/ and the unit exist) and a prepare script runner."""
+    s, root, add, point = srv
+    unit = tmp_path / "flasksample.service"
+    unit.write_text("")
+
+    def run_prepare(release_id=R2, req="h2", settings=None, stdin=None, **env):
+        st = settings or s
+        text = release.prepare_script(st, release_id, req, ME, force=False)
+        text = text.replace(q("/etc/systemd/system/flasksample.service"), q(str(unit)))
+        return run_stubbed(root, VENV_STUB + text, stdin=archive_of(APP_FILES) if stdin is None else stdin, **env)
+
+    return s, root, add, point, run_prepare
+
+
+def test_prepare_unpacks_builds_the_venv_as_the_app_user_and_boots_the_preflight(prepared_host):
+    s, root, add, point, run_prepare = prepared_host
+    add(R1)
+    point(R1)
+    result, calls = run_prepare()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert [l.split()[1] for l in lines if l.startswith("::step ")] == ["lock", "unpack", "venv", "preflight"]
+    assert lines[-1] == "::prepared"
+    rel = root / "releases" / R2
+    assert (rel / "REVISION").read_text() == R2 + "\n" and (rel / "serve.py").exists()
+    assert os.readlink(rel / ".venv") == "../../venvs/h2" and (root / "venvs/h2/.complete").exists()
+    # P3: python -m venv and pip run as the app user; the result is made root's afterwards
+    assert "runuser -u flasksample" in calls
+    assert f"python3 -m venv {root}/venvs/h2" in calls
+    assert calls.index(f"chown -R -P -h root:root {root}/venvs/h2") > calls.index(f"python3 -m venv {root}/venvs/h2")
+    # the preflight: a transient unit with the service's sandbox, checked as the app user
+    run = next(c for c in calls if c.startswith("systemd-run "))
+    assert "--unit=flasksample-preflight.service" in run and "--property=ProtectSystem=strict" in run
+    assert CURL + "--unix-socket /run/flasksample-preflight/gunicorn.sock http://localhost/" in calls
+    assert (root / ".kit/lock/token").read_text() == ME.token + "\n"  # held until the switch
+    assert not list((root / ".kit").glob("upload.*"))  # the archive is gone
+
+
+def test_venv_is_reused_when_complete(prepared_host):
+    s, root, add, point, run_prepare = prepared_host
+    (root / "venvs" / "h2").mkdir()
+    (root / "venvs" / "h2" / ".complete").touch()
+    result, calls = run_prepare()
+    assert result.returncode == 0, result.stderr
+    assert "building" not in result.stdout and not any(c.startswith("python3") for c in calls)
+
+
+def test_a_failing_pip_undoes_the_release_and_frees_the_lock(prepared_host):
+    s, root, add, point, run_prepare = prepared_host
+    result, calls = run_stubbed(root, VENV_STUB.replace('chmod +x "$3/bin/pip"',
+                                                        'printf "echo ::step boom 1; exit 1\\n" >> "$3/bin/pip"; chmod +x "$3/bin/pip"')
+                                + release.prepare_script(s, R2, "h2", ME, False).replace(
+                                    q("/etc/systemd/system/flasksample.service"), q(str(root))),
+                                stdin=archive_of(APP_FILES))
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[-1] == ("::error pip install of the pinned requirements failed (its log is "
+                                              "above) — correct the app's requirements and deploy again")
+    assert "  > ::step boom 1" in result.stdout.splitlines()  # X3: pip's output cannot pose as a marker
+    assert not (root / "releases" / R2).exists() and not (root / "venvs/h2").exists()
+    assert not (root / ".kit/lock").exists()
+
+
+def test_a_failing_preflight_shows_the_apps_log_indented_and_undoes_everything(prepared_host):
+    s, root, add, point, run_prepare = prepared_host
+    add(R1)
+    point(R1)
+    result, calls = run_prepare(KIT_PF_SICK=1)
+    assert result.returncode == release.PREFLIGHT_EXIT
+    out = result.stdout.splitlines()
+    assert "--- the new release failed its health check before taking traffic; its log:" in out
+    assert "  > app log line" in out and "  > ::error spoofed by the app" in out  # X3
+    assert out[-1].startswith("::error the new release failed its health check on a private socket")
+    assert "systemctl stop flasksample-preflight.service" in calls
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [R1]
+    assert not (root / ".kit/lock").exists()
+
+
+def test_prepare_refuses_while_another_deploy_holds_the_lock_and_keeps_its_lock(prepared_host):
+    s, root, add, point, run_prepare = prepared_host
+    take_lock(root, Holder("alice", "ta"))
+    result, _ = run_prepare()
+    assert result.returncode == lock.LOCKED_EXIT
+    assert (root / ".kit/lock/token").read_text() == "ta\n"
+    assert not (root / "releases" / R2).exists()
+
+
+def test_prepare_refuses_a_host_that_was_not_set_up(srv):
     s, root, _, _ = srv
-    rel = root / "releases" / R1
-    rel.mkdir()
-    (root / "venvs" / "h1").mkdir()
-    (root / "venvs" / "h1" / ".complete").touch()
-    stub = 'python3() { echo "python3 $*" >> "$KIT_CALLS"; mkdir -p "$3/bin"; ' \
-           'printf "#!/bin/sh\\n" > "$3/bin/pip"; chmod +x "$3/bin/pip"; }\n'
-    reuse, calls = run_stubbed(run_bash, root, stub + script(release.venv_lines(s, "h1", str(rel))))
-    assert reuse.returncode == 0 and calls == [] and "building" not in reuse.stdout
-    assert os.readlink(rel / ".venv") == "../../venvs/h1"
-    assert (rel / ".venv").resolve() == (root / "venvs" / "h1").resolve()
-    build, calls = run_stubbed(run_bash, root, stub + script(release.venv_lines(s, "h2", str(rel))))
-    assert build.returncode == 0, build.stderr
-    assert build.stdout == "building venv h2 (requirements changed)\n"
-    assert calls == [f"python3 -m venv {root}/venvs/h2"]
-    assert (root / "venvs" / "h2" / ".complete").exists()
-    assert os.readlink(rel / ".venv") == "../../venvs/h2"
+    result, calls = run_stubbed(root, release.prepare_script(s, R2, "h2", ME, False),
+                                stdin=archive_of(APP_FILES))
+    assert result.returncode == 2
+    assert result.stdout.splitlines()[-1] == (
+        "::error this host is not set up for flasksample under systemd "
+        "(/etc/systemd/system/flasksample.service is missing) — run fab setup first")
+    assert not (root / ".kit/lock").exists()
 
 
-def test_prepare_script_order_and_key_lines(s):
-    text = release.prepare_script(s, R1, "h1", "me", force=False)
-    steps = re.findall(r"::step (\w+)", text)
-    assert steps == ["lock", "unpack", "venv", "preflight"]
-    rel = f"/srv/flasksample/releases/{R1}"
+def test_prepare_undoes_itself_when_the_client_vanishes(s):
+    """No pty, so no SIGHUP: a vanished client shows as SIGPIPE on the next output line,
+    which the script traps into a failure (and so into the undo hook); the last line of the
+    script is such an output line, so a client gone during the preflight is noticed too."""
+    text = release.prepare_script(s, R1, "h1", ME, force=False)
     lines = text.splitlines()
-    assert (f"trap 'rc=$?; rm -f \"$kit_archive\"; [ $rc -eq 0 ] || {{ rm -rf {rel} {rel}.partial "
-            "/run/flasksample-preflight; rm -rf /srv/flasksample/.kit/lock; }' EXIT") in lines
-    # stdin (the archive) is read in full before anything can refuse
-    assert text.index('base64 -d > "$kit_archive"') < text.index("mkdir /srv/flasksample/.kit/lock")
-    assert f'tar -xzf "$kit_archive" -C {rel}.partial --no-same-owner && rm -f "$kit_archive"' in lines
-    assert f"echo {R1} > {rel}.partial/REVISION" in lines
-    assert f"chmod -R u=rwX,go=rX {rel}.partial && mv -T {rel}.partial {rel}" in lines
-    # the lock is taken before the undo trap is armed: a refused deploy never removes the holder's lock
-    assert text.index("mkdir /srv/flasksample/.kit/lock") < text.index("trap 'rc=$?")
-    assert "broke the lock" not in text
-    assert "broke the lock" in release.prepare_script(s, R1, "h1", "me", force=True)
+    assert "trap 'exit \"$EXIT_GONE\"' PIPE" in lines
+    assert lines.index("at_exit undo_prepare") < lines.index("trap 'exit \"$EXIT_GONE\"' PIPE")
+    assert lines.index('lock_take "release $RELEASE"') < lines.index("at_exit undo_prepare")
+    assert [l for l in lines if l][-1].startswith("mark prepared")
+    # stdin (the archive) is read in full before anything can refuse, into root's .kit
+    assert text.index('base64 -d > "$archive"') < text.index('lock_take "release $RELEASE"')
+    assert 'archive=$(mktemp "$KIT_DIR/upload.XXXXXX")' in text
 
 
-def test_preflight_boots_the_release_alone_as_the_app_user(s):
+def test_preflight_under_systemd_has_exactly_the_services_sandbox(make):
+    """The transient unit gets the unit's sandbox from the same file, systemd/sandbox.conf.j2
+    (they cannot drift), as release_command does; RemoveIPC is left out (its end would remove
+    the running app's IPC objects)."""
+    from deploy import templates
+    from deploy.managers import systemd
+    s = make(shared_dirs=["uploads"], workers=3)
+    v = systemd.program_values(s, f"/srv/flasksample/releases/{R1}")
+    props = [a.removeprefix("--property=") for a in v["PREFLIGHT_RUN"] if a.startswith("--property=")]
+    unit = templates.render("systemd/app.service.j2", s).splitlines()
+    sandbox = [l for l in templates.render("systemd/sandbox.conf.j2", s).splitlines()
+               if "=" in l and not l.startswith(("{", "#", " ")) and not l.startswith("RemoveIPC=")]
+    assert props[5:] == sandbox and all(line in unit for line in sandbox) and len(sandbox) > 20
+    assert "ReadWritePaths=-/srv/flasksample/shared/uploads" in sandbox
+    assert props[:5] == ["User=flasksample", "Group=flasksample", "RuntimeDirectory=flasksample-preflight",
+                         "EnvironmentFile=-/srv/flasksample/shared/env", f"WorkingDirectory=/srv/flasksample/releases/{R1}"]
+    gun = v["PREFLIGHT_RUN"][v["PREFLIGHT_RUN"].index("--") + 4:]
+    assert v["PREFLIGHT_RUN"][-len(gun) - 3:-len(gun)] == [
+        "systemd-socket-activate", "--listen", "/run/flasksample-preflight/gunicorn.sock"]
     rel = f"/srv/flasksample/releases/{R1}"
-    lines = release.preflight_lines(s, rel)
-    assert lines[0] == ("rm -rf /run/flasksample-preflight && install -d -o flasksample -g flasksample "
-                        "-m 700 /run/flasksample-preflight")
-    assert lines[1].startswith("(cd / && exec setsid runuser -u flasksample -- sh -c ")
-    assert (f"exec {rel}/.venv/bin/gunicorn --chdir {rel} --config {rel}/.flasksample/gunicorn.conf.py "
-            "--bind unix:/run/flasksample-preflight/gunicorn.sock --workers 1 --no-control-socket serve:app") in lines[1]
-    assert lines[3] == ("if ! KIT_WATCH_PID=$pf_pid kit_healthy '' 20 --unix-socket /run/flasksample-preflight/gunicorn.sock "
-                        "http://localhost/; then")
-    assert any(l.strip().endswith(f"exit {release.PREFLIGHT_EXIT}") for l in lines)
+    assert gun == [f"{rel}/.venv/bin/gunicorn", "--chdir", rel, "--config", f"{rel}/.flasksample/gunicorn.conf.py",
+                   "--bind", "unix:/run/flasksample-preflight/gunicorn.sock", "--no-control-socket",
+                   "--workers", "1", "serve:app"]
+
+
+def test_preflight_under_supervisor_runs_the_programs_own_command(make):
+    from deploy import templates
+    from deploy.managers import supervisor
+    s = make(process_manager="supervisor", workers=3)
+    v = supervisor.program_values(s, "/srv/flasksample/current")
+    cmd = v["PREFLIGHT_RUN"][2].replace("unix:/run/flasksample-preflight/gunicorn.sock",
+                                        "unix:/run/flasksample/gunicorn.sock").replace("--workers 1", "--workers 3")
+    assert f" {templates.supervisor_word('/bin/sh')} -c {templates.supervisor_word(cmd)}\n" in \
+        templates.render("supervisor/app.conf.j2", s)
+
+
+def test_the_gunicorn_command_line_is_built_once(make):
+    from deploy import gunicorn, templates
+    s = make(workers=3)
+    assert f"ExecStart={' '.join(gunicorn.unit_argv(s))}\n" in templates.render("systemd/app.service.j2", s)
+    assert gunicorn.unit_argv(s) == [
+        "/srv/flasksample/current/.venv/bin/gunicorn", "--chdir", "/srv/flasksample/current", "--config",
+        "/srv/flasksample/current/.flasksample/gunicorn.conf.py", "--no-control-socket",
+        "--workers", "3", "serve:app"]
+
+
+# -- shared_dirs -----------------------------------------------------------------------------
+
+def test_shared_dirs_are_linked_into_the_release_and_created_app_writable(prepared_host, make):
+    s, root, add, point, run_prepare = prepared_host
+    st = make(base_dir=str(root), health_timeout=1, shared_dirs=["uploads", "data/cache"])
+    result, calls = run_prepare(settings=st)
+    assert result.returncode == 0, result.stdout + result.stderr
+    rel = root / "releases" / R2
+    assert os.readlink(rel / "uploads") == f"{root}/shared/uploads"
+    assert os.readlink(rel / "data/cache") == f"{root}/shared/data/cache"
+    assert f"chown -h flasksample:flasksample {root}/shared/data/cache" in calls
+    assert not any(c.startswith("chown") and c.endswith(f"{root}/shared/data") for c in calls)
+
+
+def test_a_symlink_planted_at_a_shared_dir_is_replaced_not_followed(prepared_host, make, tmp_path):
+    """P2: root never chowns through an app-made symlink (and never runs install -d there)."""
+    s, root, add, point, run_prepare = prepared_host
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (root / "shared" / "uploads").symlink_to(victim)
+    st = make(base_dir=str(root), health_timeout=1, shared_dirs=["uploads"])
+    result, calls = run_prepare(settings=st)
+    assert result.returncode == 0, result.stderr
+    assert (root / "shared/uploads").is_dir() and not (root / "shared/uploads").is_symlink()
+    assert not any(str(victim) in c for c in calls)
+    assert "install -d -o" not in release.prepare_script(st, R2, "h", ME, False)
+
+
+@pytest.mark.parametrize("bad", ["/etc", "../up", "a/../../b", "", "with space"])
+def test_shared_dirs_must_stay_inside_the_release(make, bad):
+    from deploy.errors import KitError
+
+    with pytest.raises(KitError) as exc:
+        make(shared_dirs=[bad])
+    assert str(exc.value).startswith("setting 'shared_dirs' in fabric.yaml has ")
+
+
+def test_nested_shared_dirs_are_refused(make):
+    """P2: the app owns shared/data, so root must never create shared/data/cache in it."""
+    from deploy.errors import KitError
+
+    with pytest.raises(KitError, match="'data/cache' inside 'data'"):
+        make(shared_dirs=["data", "data/cache"])
+    make(shared_dirs=["data/cache", "data/logs"])
+
+
+def test_shared_dirs_are_writable_through_the_units_sandbox(make):
+    from deploy import templates
+
+    unit = templates.render("systemd/app.service.j2", make(shared_dirs=["uploads"]))
+    assert "ProtectSystem=strict\nReadWritePaths=-/srv/flasksample/shared/uploads\n" in unit
+    assert "ReadWritePaths" not in templates.render("systemd/app.service.j2", make())
 
 
 # -- switch ----------------------------------------------------------------------------------
 
-def test_current_is_switched_by_renaming_a_symlink(s):
-    assert release.point_current(s, R2) == (
-        f"ln -sfn releases/{R2} /srv/flasksample/current.kit-new && "
-        "mv -T /srv/flasksample/current.kit-new /srv/flasksample/current")
-
-
-def test_point_current_runs(srv, run_bash):
-    s, root, add, point = srv
-    add(R1), add(R2)
-    point(R1)
-    run_bash(script(release.point_current(s, R2)), check=True)
-    assert os.readlink(root / "current") == f"releases/{R2}"
-    assert not os.path.lexists(root / "current.kit-new")
-    assert (root / "current" / "REVISION").read_text() == R2 + "\n"
-
-
-def test_activate_lines_systemd(s):
-    assert release.activate_lines(s) == [
-        "{ if ! systemctl is-active -q flasksample.service; then systemctl start flasksample.service;",
-        "elif [ \"$(readlink -f /srv/flasksample/current/.venv)\" != \"$old_venv\" ]; then "
-        "kit_handover;",
-        "else systemctl reload flasksample.service; fi; } "
-        "|| echo 'warning: systemd reported an error; the health check decides'",
-    ]
-
-
-def test_activate_lines_supervisor(make):
-    assert release.activate_lines(make(process_manager="supervisor")) == [
-        "{ if ! supervisorctl status flasksample 2>/dev/null | grep -qE 'RUNNING|STARTING'; then "
-        "supervisorctl start flasksample >/dev/null;",
-        "elif [ \"$(readlink -f /srv/flasksample/current/.venv)\" != \"$old_venv\" ]; then "
-        "kit_handover;",
-        "else supervisorctl signal HUP flasksample >/dev/null; fi; } "
-        "|| echo 'warning: supervisor reported an error; the health check decides'",
-    ]
+def switch(srv, rel, who=ME, **kw):
+    s, root, _, _ = srv
+    env = {k: kw.pop(k) for k in list(kw) if k.startswith("KIT_")}
+    return run_stubbed(root, release.switch_script(s, rel, who, **kw), **env)
 
 
 @pytest.mark.parametrize("new_venv, inactive, expected", [
-    ("h1", 0, "systemctl reload flasksample.service"),      # same requirements: graceful reload
-    ("h2", 0, "kit_handover"),                              # the venv changed: new master
-    ("h1", 1, "systemctl start flasksample.service"),       # not running: start
+    ("h1", 0, ["systemctl reload flasksample.service"]),      # same requirements: graceful reload
+    ("h2", 0, ["systemctl show -p MainPID --value flasksample.service",   # the venv changed: a new
+               "systemctl restart flasksample.service"]),     # master (hand-over; none runs here)
+    ("h1", 1, ["systemctl start flasksample.service"]),       # not running: start
 ])
-def test_reload_unless_the_venv_changed(srv, run_bash, new_venv, inactive, expected):
+def test_reload_unless_the_venv_changed(srv, new_venv, inactive, expected):
     s, root, add, point = srv
     add(R1, "h1"), add(R2, new_venv)
     point(R1)
-    text = script('kit_handover() { echo kit_handover >> "$KIT_CALLS"; }',
-                  f"old_venv=$(readlink -f {root}/current/.venv)", release.point_current(s, R2),
-                  release.activate_lines(s))
-    result, calls = run_stubbed(run_bash, root, text, KIT_INACTIVE=inactive)
-    assert result.returncode == 0, result.stderr
-    assert calls == ["systemctl is-active -q flasksample.service", expected]
+    take_lock(root, ME)
+    result, calls = switch(srv, R2, KIT_INACTIVE=inactive)
+    assert calls[:1 + len(expected)] == ["systemctl is-active -q flasksample.service", *expected]
 
 
 HANDOVER_STUBS = r"""
@@ -346,12 +545,13 @@ pgrep() { echo 201; }
     ("0", 1, 0, ["systemctl restart flasksample.service"]),  # nothing runs: a plain restart
     ("100", 10**9, 1, []),                               # never ready: the old master serves on
 ])
-def test_systemd_handover(srv, run_bash, tmp_path, old, ready_after, rc, tail):
-    s, root, *_ = srv
+def test_systemd_handover(srv, make, tmp_path, old, ready_after, rc, tail):
+    _, root, *_ = srv
+    s = make(base_dir=str(root), health_timeout=4)
     shown = tmp_path / "shown"
     shown.write_text("0")
-    text = script(systemd.handover_function(dataclasses.replace(s, health_timeout=4)), "kit_handover")
-    result, calls = run_stubbed(run_bash, root, HANDOVER_STUBS + text, KIT_OLD=old,
+    text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+    result, calls = run_stubbed(root, text + HANDOVER_STUBS + "\nmgr_handover\n", KIT_OLD=old,
                                 KIT_READY_AFTER=ready_after, KIT_SHOWN=shown)
     assert result.returncode == rc, result.stderr
     assert calls[0] == "systemctl show -p MainPID --value flasksample.service"
@@ -360,65 +560,145 @@ def test_systemd_handover(srv, run_bash, tmp_path, old, ready_after, rc, tail):
         assert not any(c.startswith("kill -TERM") for c in calls[:-1])
     assert calls[-len(tail):] == tail if tail else "kill -TERM 100" not in calls
     if rc:
-        assert "was not ready within 4 s" in result.stdout and "the old one still serves" in result.stdout
+        assert "was not ready within" in result.stdout and "the old one still serves" in result.stdout
         assert calls.count("kill -USR2 100") > 1  # repeated while a handed-over master is not promoted
 
 
-def test_switch_script_shape(s):
-    text = release.switch_script(s, R2, "me")
-    lines = text.splitlines()
-    assert lines[:7] == HEADER.splitlines() + ["trap '' HUP INT PIPE", "kit_log=$(mktemp)", "set +e"]
-    assert lines[-2:] == [') > "$kit_log" 2>&1; rc=$?', 'cat "$kit_log"; rm -f "$kit_log"; exit $rc']
-    assert re.findall(r"::step (\w+)", text) == ["switch", "health", "finish"]
-    assert f"if ! kit_healthy {R2} 20 {health.through_nginx(s)} || ! kit_processes_up; then" in lines
-    assert "    " + release.point_current(s, '"$prev"') in lines
-    assert (f"  echo \"::error release {R2} failed its health check through nginx; ${{prev:-no previous "
-            "release} serves again — correct the app (its log is above) and deploy again\"; exit 4") in lines
-    assert "  journalctl -u flasksample.service --no-pager -o short-iso -n 20 2>&1 | tail -n 20" in lines
-    assert 'echo "::previous $prev"' in lines
-    assert "mkdir /srv/flasksample/.kit/lock" not in text
-    assert "mkdir /srv/flasksample/.kit/lock" in release.switch_script(s, R2, "me", lock_first=True)
+@pytest.mark.parametrize("manager, restart, running", [
+    ("systemd", "systemctl restart flasksample-worker.service", "systemctl is-active -q flasksample-worker.service"),
+    ("supervisor", "supervisorctl restart flasksample-worker", "supervisorctl status flasksample-worker")])
+def test_processes_restart_with_the_switch_and_a_dead_one_fails_the_gate(srv, make, manager, restart, running):
+    _, root, add, point = srv
+    s = make(base_dir=str(root), health_timeout=1, process_manager=manager, processes={"worker": "python w.py"})
+    add(R1), add(R2)
+    point(R1)
+    take_lock(root, ME)
+    ok, calls = run_stubbed(root, release.switch_script(s, R2, ME))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert restart in calls and running in calls
+    point(R1)
+    take_lock(root, ME)
+    dead = 'systemctl() { echo "systemctl $*" >> "$KIT_CALLS"; [ "$1 ${3:-}" != "is-active flasksample-worker.service" ]; }\n' \
+           'supervisorctl() { echo "supervisorctl $*" >> "$KIT_CALLS"; echo "x FATAL"; }\n'
+    bad, _ = run_stubbed(root, dead + release.switch_script(s, R2, ME).replace(
+        "# shellcheck shell=bash\n# The process manager's", dead + "# shellcheck shell=bash\n# The process manager's"))
+    if manager == "systemd":
+        assert bad.returncode == release.UNHEALTHY_EXIT, bad.stdout
+        assert "--- a process of processes: is not running; its log:" in bad.stdout
+        assert os.readlink(root / "current") == f"releases/{R1}"
 
 
-def test_switch_runs_health_gates_and_finishes(srv, run_bash):
+def test_release_command_runs_once_before_the_preflight_and_its_failure_switches_nothing(prepared_host, make):
+    s, root, add, point, run_prepare = prepared_host
+    st = make(base_dir=str(root), health_timeout=1, release_command="flask db upgrade")
+    assert "RELEASE_COMMAND_RUN=()" in release.prepare_script(st, R2, "h2", ME, False)  # other hosts
+    fake = 'systemd-run() { echo "systemd-run $*" >> "$KIT_CALLS"; if [[ " $* " == *" --wait "* ]]; then echo "::error from app"; return "${KIT_RC_RC:-0}"; fi; }\n'
+    text = release.prepare_script(st, R2, "h2", ME, False, release_command=True)
+    text = text.replace(q("/etc/systemd/system/flasksample.service"), q(str(root)))
+    ok, calls = run_stubbed(root, VENV_STUB + fake + text, stdin=archive_of(APP_FILES))
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    steps = [l.split()[1] for l in ok.stdout.splitlines() if l.startswith("::step ")]
+    assert steps == ["lock", "unpack", "venv", "release_command", "preflight"]
+    assert "  > ::error from app" in ok.stdout.splitlines()  # X3
+    run = next(c for c in calls if " --wait " in f" {c} ")
+    assert "--property=ProtectSystem=strict" in run and run.endswith("-- /bin/sh -c flask db upgrade")
+    shutil.rmtree(root / ".kit/lock")  # as the switch would
+    bad, _ = run_stubbed(root, VENV_STUB + fake + text.replace(R2, R3), stdin=archive_of(APP_FILES), KIT_RC_RC=1)
+    assert bad.returncode == 5
+    assert bad.stdout.splitlines()[-1].startswith("::error the release_command failed")
+    assert not (root / "releases" / R3).exists() and not (root / ".kit/lock").exists()
+
+
+def test_switch_runs_health_gates_records_previous_and_finishes(srv):
     s, root, add, point = srv
     add(R1), add(R2)
     point(R1)
-    (root / ".kit" / "lock").mkdir()  # held by this deploy since prepare
-    result, calls = run_stubbed(run_bash, root, release.switch_script(s, R2, "me@box"))
+    take_lock(root, ME)  # held by this deploy since prepare
+    result, calls = switch(srv, R2, Holder("me@box", ME.token))
     assert result.returncode == 0, result.stdout + result.stderr
     assert os.readlink(root / "current") == f"releases/{R2}"
+    assert os.readlink(root / "previous") == f"releases/{R1}"
     assert f"::previous {R1}" in result.stdout.splitlines()
-    assert calls[:2] == ["systemctl is-active -q flasksample.service",
-                         "systemctl reload flasksample.service"]
+    assert re.findall(r"::step (\w+)", result.stdout) == ["switch", "health", "finish"]
+    assert calls[:2] == ["systemctl is-active -q flasksample.service", "systemctl reload flasksample.service"]
     assert sum(c.startswith("curl ") for c in calls) == 3
     assert re.fullmatch(rf"\S+Z deployed {R2} by me@box\n", (root / ".kit/deploys.log").read_text())
     assert not (root / ".kit" / "lock").exists()
 
 
-def test_failed_health_gate_points_current_back_and_reports(srv, run_bash):
+def test_failed_health_gate_points_current_back_removes_the_release_and_reports(srv):
     s, root, add, point = srv
     add(R1), add(R2)
     point(R1)
-    (root / ".kit" / "lock").mkdir()
-    result, calls = run_stubbed(run_bash, root, release.switch_script(s, R2, "me"), KIT_STALE="nope")
+    take_lock(root, ME)
+    result, calls = switch(srv, R2, KIT_STALE="nope")
     assert result.returncode == release.UNHEALTHY_EXIT
     out = result.stdout.splitlines()
     assert out[-1] == (f"::error release {R2} failed its health check through nginx; {R1} serves again"
                        " — correct the app (its log is above) and deploy again")
     assert f"--- release {R2} failed its health check through nginx; the app log says:" in out
-    assert "app log line" in out and f"rolled back to {R1}" in out
+    assert "  > app log line" in out and f"rolled back to {R1}" in out
+    assert "  > ::error spoofed by the app" in out  # X3
     assert os.readlink(root / "current") == f"releases/{R1}"
     assert calls.count("systemctl reload flasksample.service") == 2
     assert not (root / ".kit" / "lock").exists()
     assert not (root / ".kit" / "deploys.log").exists()
+    assert not (root / "releases" / R2).exists()  # R2: a release that failed its gate goes
+    assert not (root / "previous").exists()
 
 
-def test_switch_to_a_missing_release_refuses(srv, run_bash):
+def test_a_failed_rollback_switch_keeps_its_target(srv):
+    s, root, add, point = srv
+    add(R1), add(R2)
+    point(R2)
+    result, _ = switch(srv, R1, verb="rolled back to", lock_first=True, KIT_STALE="nope")
+    assert result.returncode == release.UNHEALTHY_EXIT
+    assert (root / "releases" / R1).exists() and os.readlink(root / "current") == f"releases/{R2}"
+
+
+def test_a_failure_after_the_gate_keeps_the_release_live_and_frees_the_lock(srv):
+    """R1: the deploy log or cleanup failing after the switch is a warning, never a failed
+    switch (which would make fab abort, i.e. delete, the live release)."""
+    s, root, add, point = srv
+    add(R1), add(R2)
+    point(R1)
+    take_lock(root, ME)
+    (root / ".kit" / "deploys.log").mkdir()  # cannot be appended to
+    result, _ = switch(srv, R2)
+    assert result.returncode == 0, result.stdout
+    assert "warning: could not write" in result.stdout
+    assert os.readlink(root / "current") == f"releases/{R2}" and (root / "releases" / R2).is_dir()
+    assert not (root / ".kit/lock").exists()
+
+
+def test_abort_never_removes_the_live_or_previous_release(srv):
+    """R1: even under its own lock, abort leaves the release `current` points to."""
+    s, root, add, point = srv
+    add(R1), add(R2)
+    point(R2)
+    point(R1, "previous")
+    for rel in (R2, R1):
+        take_lock(root, ME)
+        run_stubbed(root, release.abort_script(s, rel, ME))
+        assert (root / "releases" / rel).is_dir() and not (root / ".kit/lock").exists()
+
+
+def test_switch_refuses_when_this_deploy_no_longer_holds_the_lock(srv):
+    s, root, add, point = srv
+    add(R1), add(R2)
+    point(R1)
+    take_lock(root, Holder("bob", "tb"))  # broken and taken over with --force
+    result, calls = switch(srv, R2)
+    assert result.returncode == lock.LOCKED_EXIT
+    assert os.readlink(root / "current") == f"releases/{R1}" and calls == []
+    assert (root / ".kit/lock/token").read_text() == "tb\n"
+
+
+def test_switch_to_a_missing_release_refuses(srv):
     s, root, add, point = srv
     add(R1)
     point(R1)
-    result, calls = run_stubbed(run_bash, root, release.switch_script(s, R3, "me", lock_first=True))
+    result, calls = switch(srv, R3, lock_first=True)
     assert result.returncode == 2
     assert result.stdout.splitlines()[-1] == \
         f"::error release {R3} does not exist on this host — pick one from fab releases"
@@ -426,26 +706,26 @@ def test_switch_to_a_missing_release_refuses(srv, run_bash):
     assert not (root / ".kit" / "lock").exists()
 
 
-def test_rollback_switch_refuses_while_another_deploy_holds_the_lock(srv, run_bash):
+def test_rollback_switch_refuses_while_another_deploy_holds_the_lock(srv):
     s, root, add, point = srv
     add(R1), add(R2)
     point(R2)
-    run_bash(script(lock.acquire(s, "alice", R3)), check=True)
-    result, _ = run_stubbed(run_bash, root, release.switch_script(s, R1, "bob", verb="rolled back to",
-                                                                  lock_first=True))
+    take_lock(root, Holder("alice", "ta"))
+    result, _ = switch(srv, R1, Holder("bob", "tb"), verb="rolled back to", lock_first=True)
     assert result.returncode == lock.LOCKED_EXIT
     assert os.readlink(root / "current") == f"releases/{R2}"
 
 
-def test_abort_removes_the_prepared_release_only_under_its_own_lock(srv, run_bash):
+def test_abort_removes_the_prepared_release_only_under_its_own_lock(srv):
     s, root, add, point = srv
     add(R1), add(R2)
     (root / "releases" / (R2 + ".partial")).mkdir()
     point(R1)
-    run_bash(script(lock.acquire(s, "alice@a (pid 7)", R3)), check=True)
-    run_bash(release.abort_script(s, R2, "bob@b (pid 9)"), check=True)
+    alice = Holder("alice@a (pid 7)", "ta")
+    take_lock(root, alice)
+    run_stubbed(root, release.abort_script(s, R2, Holder("alice@a (pid 7)", "other")))
     assert (root / "releases" / R2).exists() and (root / ".kit" / "lock").exists()
-    run_bash(release.abort_script(s, R2, "alice@a (pid 7)"), check=True)
+    run_stubbed(root, release.abort_script(s, R2, alice))
     assert sorted(p.name for p in (root / "releases").iterdir()) == [R1]
     assert not (root / ".kit" / "lock").exists()
 
@@ -455,91 +735,128 @@ def test_abort_removes_the_prepared_release_only_under_its_own_lock(srv, run_bas
 RELS = [f"20261126-23{m:02d}00.000-{m:07x}" for m in range(8)]  # oldest first
 
 
-def cleanup(run_bash, s):
-    result = run_bash(script(release.cleanup_lines(s)))
-    assert result.returncode == 0, result.stderr
-    return sorted(p.name for p in (s_root(s) / "releases").iterdir())
-
-
-def s_root(s):
-    from pathlib import Path
-    return Path(s.root)
-
-
-def test_cleanup_keeps_the_newest_keep_releases(srv, run_bash):
+def test_cleanup_keeps_the_newest_keep_releases(srv, make):
     s, root, add, point = srv
-    for i, r in enumerate(RELS):
+    for i, r in enumerate(RELS[:-1]):
         add(r, venv="old" if i < 3 else "new")
-    point(RELS[-1])
-    assert cleanup(run_bash, s) == RELS[-5:]  # keep_releases defaults to 5
+    add(RELS[-1], venv="new")
+    point(RELS[-2])
+    take_lock(root, ME)
+    (root / "releases" / "junk.partial").mkdir()
+    result, _ = switch(srv, RELS[-1])
+    assert result.returncode == 0, result.stdout
+    assert sorted(p.name for p in (root / "releases").iterdir()) == RELS[-5:] + ["junk.partial"]
     assert sorted(p.name for p in (root / "venvs").iterdir()) == ["new"]
 
 
-def test_cleanup_never_removes_current_or_the_one_before_it(srv, run_bash, make):
+def test_cleanup_never_removes_current_or_the_previous_live_release(srv, make):
     _, root, add, point = srv
-    s = make(base_dir=str(root), keep_releases=2)
+    s = make(base_dir=str(root), health_timeout=1, keep_releases=2)
     for i, r in enumerate(RELS):
         add(r, venv=f"v{i}")
-    point(RELS[3])  # after a rollback
-    assert cleanup(run_bash, s) == [RELS[2], RELS[3], RELS[6], RELS[7]]
-    assert sorted(p.name for p in (root / "venvs").iterdir()) == ["v2", "v3", "v6", "v7"]
+    point(RELS[7])
+    run_stubbed(root, release.switch_script(s, RELS[3], ME, verb="rolled back to", lock_first=True))
+    assert os.readlink(root / "previous") == f"releases/{RELS[7]}"
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [RELS[3], RELS[6], RELS[7]]
+    assert sorted(p.name for p in (root / "venvs").iterdir()) == ["v3", "v6", "v7"]
 
 
-def test_cleanup_count_follows_keep_releases(s, make):
-    assert "tail -n +6;" in " ".join(release.cleanup_lines(s)).replace(")", ";")
-    assert "| tail -n +10)" in " ".join(release.cleanup_lines(make(keep_releases=9)))
+def test_previous_is_the_release_live_before_even_after_a_failed_deploy(srv, make):
+    """R2: D live (named by a clock a day behind, so it sorts first), E fails its gate, F is
+    deployed: previous is D, kept by cleanup, and rollback goes to D; E is gone."""
+    _, root, add, point = srv
+    s = make(base_dir=str(root), health_timeout=1, keep_releases=2)
+    D, B, C, E, F = "20261125-230000.000-ddddddd", RELS[1], RELS[2], RELS[4], RELS[5]
+    for r in (D, B, C, E, F):
+        add(r)
+    point(D)
+    take_lock(root, ME)
+    bad, _ = run_stubbed(root, release.switch_script(s, E, ME), KIT_STALE="nope")
+    assert bad.returncode == release.UNHEALTHY_EXIT and not (root / "releases" / E).exists()
+    take_lock(root, ME)
+    good, _ = run_stubbed(root, release.switch_script(s, F, ME))
+    assert good.returncode == 0, good.stdout
+    assert sorted(p.name for p in (root / "releases").iterdir()) == [D, C, F]
+    target, _ = run_stubbed(root, release.rollback_target_script(s, None))
+    assert (target.returncode, target.stdout) == (0, D + "\n")
 
 
-def test_rollback_target_is_the_release_before_current(srv, run_bash):
+def test_rollback_target_falls_back_to_the_release_before_current_without_previous(srv):
     s, root, add, point = srv
     for r in (R1, R2, R3):
         add(r)
     (root / "releases" / (R3 + "x.partial")).mkdir()
     point(R3)
-    result = run_bash(script(release.rollback_target_lines(s, None)))
+    result, _ = run_stubbed(root, release.rollback_target_script(s, None))
     assert (result.returncode, result.stdout) == (0, R2 + "\n")
     point(R1)
-    result = run_bash(script(release.rollback_target_lines(s, None)))
+    result, _ = run_stubbed(root, release.rollback_target_script(s, None))
     assert result.returncode == 2
-    assert result.stdout == "::error there is no release before the current one to roll back to — deploy one first, or name one with --to\n"
+    assert result.stdout == ("::error there is no release before the current one to roll back to — "
+                             "deploy one first, or name one with --to\n")
 
 
-def test_rollback_to_a_named_release(srv, run_bash):
+def test_rollback_to_a_named_release(srv):
     s, root, add, point = srv
     add(R1), add(R2)
     point(R2)
-    result = run_bash(script(release.rollback_target_lines(s, R1)))
+    result, _ = run_stubbed(root, release.rollback_target_script(s, R1))
     assert (result.returncode, result.stdout) == (0, R1 + "\n")
-    missing = run_bash(script(release.rollback_target_lines(s, "nope")))
-    assert missing.stdout == "::error no release nope on this host — pick one from fab releases\n"
+    missing, _ = run_stubbed(root, release.rollback_target_script(s, R3))
+    assert missing.stdout == f"::error no release {R3} on this host — pick one from fab releases\n"
 
 
-def test_list_script_marks_current(srv, run_bash):
+@pytest.mark.parametrize("bad", ["x'; touch /tmp/owned; echo '", "..", "../../evilrel", R1 + "\n", "nope"])
+def test_a_release_name_must_have_the_kits_shape(s, bad):
+    """S2: --to and names read back from a host are refused unless they fullmatch."""
+    from deploy.errors import KitError
+
+    for build in (lambda: release.rollback_target_script(s, bad), lambda: release.switch_script(s, bad, ME),
+                  lambda: release.abort_script(s, bad, ME)):
+        with pytest.raises(KitError, match="is not a release name"):
+            build()
+
+
+def test_an_odd_release_name_on_the_host_is_ignored(srv, run_bash):
     s, root, add, point = srv
-    add(R1), add(R2)
+    add(R1)
+    (root / "releases" / "x'; touch owned; echo '").mkdir()
+    (root / "releases" / "..x").mkdir()
     point(R1)
-    result = run_bash(release.list_script(s))
-    assert result.stdout == f"* {R1} (current)\n  {R2}\n-- last deploys:\n"
+    result, _ = run_stubbed(root, release.list_script(s))
+    assert result.stdout == f"* {R1} (current)\n-- last deploys:\n"
 
 
-# -- every generated script parses -----------------------------------------------------------
+def test_list_script_marks_current_and_previous(srv):
+    s, root, add, point = srv
+    add(R1), add(R2), add(R3)
+    point(R2)
+    point(R1, "previous")
+    result, _ = run_stubbed(root, release.list_script(s))
+    assert result.stdout == f"  {R1} (previous)\n* {R2} (current)\n  {R3}\n-- last deploys:\n"
+
+
+# -- every generated script parses; every shipped shell file is shellcheck-clean ------------
 
 def generated_scripts(make):
-    from deploy import facts
+    from deploy import envfile, facts, service
     out = {}
     for manager in ("systemd", "supervisor"):
-        s = make(process_manager=manager, domains=["example.org"], workers=3)
+        s = make(process_manager=manager, domains=["example.org"], workers=3, shared_dirs=["uploads"])
         out |= {
-            f"{manager} prepare": release.prepare_script(s, R1, "abc", "me@box (pid 1)", force=False),
-            f"{manager} prepare --force": release.prepare_script(s, R1, "abc", "me", force=True),
-            f"{manager} switch": release.switch_script(s, R2, "me"),
-            f"{manager} rollback": release.switch_script(s, R1, "me", verb="rolled back to",
+            f"{manager} prepare": release.prepare_script(s, R1, "abc", ME, force=False),
+            f"{manager} prepare --force": release.prepare_script(s, R1, "abc", ME, force=True),
+            f"{manager} switch": release.switch_script(s, R2, ME),
+            f"{manager} rollback": release.switch_script(s, R1, ME, verb="rolled back to",
                                                          lock_first=True, force=True),
-            f"{manager} abort": release.abort_script(s, R1, "me"),
+            f"{manager} abort": release.abort_script(s, R1, ME),
             f"{manager} list": release.list_script(s),
-            f"{manager} target": script(release.rollback_target_lines(s, None)),
-            f"{manager} target named": script(release.rollback_target_lines(s, R1)),
-            f"{manager} lock status": script(lock.status_line(s)),
+            f"{manager} target": release.rollback_target_script(s, None),
+            f"{manager} target named": release.rollback_target_script(s, R1),
+            f"{manager} status": service.status_script(s),
+            f"{manager} logs": service.logs_script(s, True, 5, "1 h ago", False),
+            f"{manager} restart": service.restart_script(s, ME),
+            f"{manager} env change": envfile.change_script(s, ME),
             f"{manager} probes": script(probe_script([facts.pkg("nginx"), facts.user("x"),
                                                       facts.dir_("/a b"), facts.sha("/x")])),
         }
@@ -548,7 +865,7 @@ def generated_scripts(make):
 
 def test_every_generated_script_passes_bash_n(make, syntax_ok):
     scripts = generated_scripts(make)
-    assert len(scripts) == 20
+    assert len(scripts) == 26
     for name, text in scripts.items():
         result = syntax_ok(text)
         assert result.returncode == 0, f"{name}: {result.stderr}"
@@ -558,63 +875,29 @@ def test_bash_n_would_catch_a_broken_script(syntax_ok):
     assert syntax_ok(script("if true; then", "echo x")).returncode != 0
 
 
-# -- shared_dirs ---------------------------------------------------------------------------
-
-def test_shared_dirs_are_linked_into_the_release_and_created_app_writable(make):
-    s = make(shared_dirs=["uploads", "data/cache"])
-    assert release.shared_lines(s, "/srv/flasksample/releases/R.partial") == [
-        "install -d -o flasksample -g flasksample -m 750 /srv/flasksample/shared/uploads",
-        'rm -rf /srv/flasksample/releases/R.partial/uploads && mkdir -p "$(dirname '
-        '/srv/flasksample/releases/R.partial/uploads)" && ln -s /srv/flasksample/shared/uploads '
-        "/srv/flasksample/releases/R.partial/uploads",
-        "install -d -o flasksample -g flasksample -m 750 /srv/flasksample/shared/data/cache",
-        'rm -rf /srv/flasksample/releases/R.partial/data/cache && mkdir -p "$(dirname '
-        '/srv/flasksample/releases/R.partial/data/cache)" && ln -s /srv/flasksample/shared/data/cache '
-        "/srv/flasksample/releases/R.partial/data/cache",
-    ]
-    assert release.shared_lines(make(), "/x") == []
+def shipped_shell_files():
+    from deploy.settings import PROJECT_ROOT
+    from deploy.shell import REMOTE
+    files = sorted(str(f) for f in REMOTE.iterdir() if f.name.endswith(".sh"))
+    files += sorted(str(p) for p in PROJECT_ROOT.rglob("*.sh")
+                    if ".venv" not in p.parts and "remote" not in p.parts and ".git" not in p.parts)
+    return files
 
 
-def test_shared_dirs_are_writable_through_the_units_sandbox(make):
-    from deploy import templates
-
-    unit = templates.render("systemd/app.service.j2", make(shared_dirs=["uploads"]))
-    assert "ProtectSystem=strict\nReadWritePaths=-/srv/flasksample/shared/uploads\n" in unit
-    assert "ReadWritePaths" not in templates.render("systemd/app.service.j2", make())
-
-
-@pytest.mark.parametrize("bad", ["/etc", "../up", "a/../../b", "", "with space"])
-def test_shared_dirs_must_stay_inside_the_release(make, bad):
-    from deploy.errors import KitError
-
-    with pytest.raises(KitError) as exc:
-        make(shared_dirs=[bad])
-    assert str(exc.value).startswith("setting 'shared_dirs' in fabric.yaml has ")
+def test_shellcheck_is_clean_on_every_shipped_shell_program():
+    files = shipped_shell_files()
+    assert len(files) >= 10
+    if shutil.which("shellcheck") is None:
+        if os.environ.get("CI") == "true" or os.environ.get("FLASKSAMPLE_REQUIRE_E2E") == "1":
+            pytest.fail("shellcheck is not installed — fix: make deps (it is in the Makefile's APT_DEPS)")
+        pytest.skip("shellcheck is not installed (make deps installs it)")
+    result = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", *files],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_prepare_undoes_itself_when_the_client_vanishes(s):
-    """No pty, so no SIGHUP: a vanished client shows as SIGPIPE on the next output line,
-    which the script traps into a failure (and so into the undo trap); the last line of the
-    script is such an output line, so a client gone during the preflight is noticed too."""
-    lines = release.prepare_script(s, R1, "h1", "me", force=False).splitlines()
-    assert "trap 'exit 141' PIPE" in lines
-    assert lines.index("trap 'exit 141' PIPE") > next(i for i, l in enumerate(lines) if "EXIT" in l
-                                                       and "rc=$?" in l)
-    assert lines[-1] == "echo ::prepared"
-
-
-def test_a_prepared_marker_is_not_shown_to_the_user():
-    from deploy.runner import parse_output
-
-    out = parse_output("::step lock 1.0\nbuilding venv\n::prepared\n", "", 0, started=0.0)
-    assert [l for l in out.lines if not l.startswith("::")] == ["building venv"]
-
-
-def test_prepare_refuses_a_host_that_was_not_set_up(make):
-    for manager, config in (("systemd", "/etc/systemd/system/flasksample.service"),
-                            ("supervisor", "/etc/supervisor/conf.d/flasksample.conf")):
-        s = make(process_manager=manager)
-        check = release.set_up_check(s)
-        assert check.startswith(f"[ -d /srv/flasksample/releases ] && [ -e {config} ] || ")
-        text = release.prepare_script(s, R1, "h", "me", force=False)
-        assert text.index(check) < text.index("::step lock")
+def test_shell_programs_ship_as_package_data():
+    import tomllib
+    from deploy.settings import PROJECT_ROOT
+    conf = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
+    assert "remote/*.sh" in conf["tool"]["setuptools"]["package-data"]["deploy"]

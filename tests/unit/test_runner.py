@@ -42,16 +42,23 @@ def test_parse_output_splits_steps_errors_and_lines():
     assert out.steps[1][1] >= 0.0
 
 
-def test_parse_output_last_error_wins_and_other_markers_stay_lines():
-    out = parse_output("::error first\n::error second\n::previous r1\n", "", 0, started=0.0)
-    assert out.ok and out.error == "second" and out.lines == ["::previous r1"] and out.steps == []
+def test_parse_output_last_error_wins_and_other_markers_are_named_values():
+    out = parse_output("::error first\n::error second\n::previous r1\n::prepared\n", "", 0, started=0.0)
+    assert out.ok and out.error == "second" and out.lines == [] and out.steps == []
+    assert out.marker("previous") == "r1" and out.marker("prepared") == "" and out.marker("x") is None
+
+
+def test_a_malformed_marker_is_a_plain_line_never_an_exception():
+    """X3: app output such as `::step boot now` no longer raises (it was a traceback)."""
+    out = parse_output("::step boot now\n::step\n:: x\n::Weird thing\n", "", 0, started=0.0)
+    assert out.lines == ["::step boot now", "::step", ":: x", "::Weird thing"] and out.steps == []
 
 
 def test_parse_output_of_a_real_script_run(run_bash):
     from deploy.shell import fail, script, step
-    result = run_bash(script(step("one"), "echo work", step("two"), fail("it broke", 3)))
+    result = run_bash(script(step("one"), "echo work", step("two"), fail("it broke", "mend it", 3)))
     out = parse_output(result.stdout, result.stderr, result.returncode, started=time.time())
-    assert (out.ok, out.code, out.error, out.lines) == (False, 3, "it broke", ["work"])
+    assert (out.ok, out.code, out.error, out.lines) == (False, 3, "it broke — mend it", ["work"])
     assert [n for n, _ in out.steps] == ["one", "two"]
     assert all(0.0 <= t < 5 for _, t in out.steps)
 
@@ -163,8 +170,8 @@ def local_server(tmp_path, make):
     switched: list[str] = []
 
     def handler(cmd):
-        if "kit_healthy" in cmd:  # the switch itself needs systemd/nginx: record which release
-            switched.append(next(r for r in (R1, R2, "nope") if f"releases/{r}" in cmd))
+        if "# switch: point" in cmd:  # the switch itself needs systemd/nginx: record which release
+            switched.append(next(r for r in (R1, R2) if f"RELEASE={r}" in cmd))
             return "::previous x\n", "", 0
         return local_bash(cmd)
 
@@ -188,7 +195,10 @@ def test_rollback_with_nothing_before_current_is_a_kit_error(local_server, tmp_p
 
 def test_rollback_to_a_missing_release_is_a_kit_error(local_server):
     remote, s, switched = local_server
-    with pytest.raises(KitError, match="no release nope on this host"):
+    missing = "20261126-232000.000-ccccccc"
+    with pytest.raises(KitError, match=f"no release {missing} on this host"):
+        deployer.rollback([remote], lambda r: s, to=missing)
+    with pytest.raises(KitError, match="'nope' is not a release name"):
         deployer.rollback([remote], lambda r: s, to="nope")
     assert switched == []
 

@@ -9,7 +9,7 @@ from deploy import layout, templates
 from deploy.facts import MISSING
 from deploy.managers import supervisor, systemd
 from deploy.tasks.setup import apply_script, plan
-from deploy.shell import write_file
+from deploy.shell import RUN_SCRATCH, script, write_file
 from deploy.steps import ordered
 from deploy.steps.packages import install_lines
 
@@ -21,6 +21,8 @@ SOCKET = "/etc/systemd/system/flasksample.socket"
 SUP_CONF = "/etc/supervisor/conf.d/flasksample.conf"
 SITE = "/etc/nginx/sites-available/flasksample.conf"
 TMPFILES = "/etc/tmpfiles.d/flasksample-run.conf"
+
+K = RUN_SCRATCH  # this run's scratch directory on the server
 
 
 def sha(text: str) -> str:
@@ -111,13 +113,13 @@ def test_bare_host_plan_lines(s):
     sock, svc = (templates.render("systemd/app.socket.j2", s),
                  templates.render("systemd/app.service.j2", s))
     assert steps["systemd-units"].lines == [
-        "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage",
-        write_file("/run/flasksample-kit/stage/flasksample.socket", sock),
-        write_file("/run/flasksample-kit/stage/flasksample.service", svc),
-        systemd.verify(s, ["/run/flasksample-kit/stage/flasksample.socket", "/run/flasksample-kit/stage/flasksample.service"]),
+        f"rm -rf {K}/stage && mkdir -p {K}/stage",
+        write_file(f"{K}/stage/flasksample.socket", sock),
+        write_file(f"{K}/stage/flasksample.service", svc),
+        systemd.verify(s, [f"{K}/stage/flasksample.socket", f"{K}/stage/flasksample.service"]),
         write_file(SOCKET, sock),
         write_file(SERVICE, svc),
-        "rm -rf /run/flasksample-kit/stage",
+        f"rm -rf {K}/stage",
         "systemctl daemon-reload",
         "systemctl enable -q flasksample.socket flasksample.service",
         "systemctl start flasksample.socket",
@@ -133,13 +135,13 @@ def test_bare_host_supervisor_plan(make):
     conf = templates.render("supervisor/app.conf.j2", s)
     tmpfiles = templates.render("supervisor/tmpfiles.conf.j2", s)
     assert steps["supervisor-units"].lines == [
-        "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage",
-        write_file("/run/flasksample-kit/stage/flasksample.conf", conf),
-        write_file("/run/flasksample-kit/stage/flasksample-run.conf", tmpfiles),
-        supervisor.verify(s, ["/run/flasksample-kit/stage/flasksample.conf", "/run/flasksample-kit/stage/flasksample-run.conf"]),
+        f"rm -rf {K}/stage && mkdir -p {K}/stage",
+        write_file(f"{K}/stage/flasksample.conf", conf),
+        write_file(f"{K}/stage/flasksample-run.conf", tmpfiles),
+        supervisor.verify(s, [f"{K}/stage/flasksample.conf", f"{K}/stage/flasksample-run.conf"]),
         write_file(SUP_CONF, conf),
         write_file(TMPFILES, tmpfiles),
-        "rm -rf /run/flasksample-kit/stage",
+        f"rm -rf {K}/stage",
         "systemctl enable -q supervisor",
         "systemctl start supervisor",
         "for i in $(seq 50); do supervisorctl pid >/dev/null 2>&1 && break; sleep 0.1; done",
@@ -151,7 +153,7 @@ def test_bare_host_supervisor_plan(make):
 
 def test_install_lines_wait_for_the_lock_then_install_the_missing_packages():
     lines = install_lines(["nginx", "curl"], 45)
-    assert lines[0] == "APT_LOG=/run/flasksample-kit/apt.log"
+    assert lines[0] == f"APT_LOG={K}/apt.log"
     assert "apt_wait_for_lock()" in lines[1] and "apt_install()" in lines[1]
     assert lines[-1] == "apt_install 45 nginx curl"
 
@@ -216,25 +218,50 @@ def test_changed_service_hash_rewrites_verifies_and_reloads(s):
     sock, svc = (templates.render("systemd/app.socket.j2", s),
                  templates.render("systemd/app.service.j2", s))
     assert steps["systemd-units"].lines == [
-        "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage",
-        write_file("/run/flasksample-kit/stage/flasksample.socket", sock),
-        write_file("/run/flasksample-kit/stage/flasksample.service", svc),
-        systemd.verify(s, ["/run/flasksample-kit/stage/flasksample.socket", "/run/flasksample-kit/stage/flasksample.service"]),
+        f"rm -rf {K}/stage && mkdir -p {K}/stage",
+        write_file(f"{K}/stage/flasksample.socket", sock),
+        write_file(f"{K}/stage/flasksample.service", svc),
+        systemd.verify(s, [f"{K}/stage/flasksample.socket", f"{K}/stage/flasksample.service"]),
         write_file(SERVICE, svc),
-        "rm -rf /run/flasksample-kit/stage",
+        f"rm -rf {K}/stage",
         "systemctl daemon-reload",
         "systemctl restart flasksample.service",
     ]
     assert steps["systemd-units"].summary == f"write {SERVICE}"
 
 
-def test_verify_line_is_systemd_analyze_on_the_staged_copies(s):
-    assert systemd.verify(s, ["/run/flasksample-kit/stage/a.socket", "/run/flasksample-kit/stage/a.service"]) == (
-        "if [ ! -x /srv/flasksample/current/.venv/bin/gunicorn ]; then sed -i "
-        "'s#^ExecStart=/srv/flasksample/current/.venv/bin/gunicorn #ExecStart=/bin/true #' "
-        "/run/flasksample-kit/stage/a.socket /run/flasksample-kit/stage/a.service; fi; systemd-analyze verify "
-        "/run/flasksample-kit/stage/a.socket /run/flasksample-kit/stage/a.service >/run/flasksample-kit/verify.log 2>&1 || "
-        "{ cat /run/flasksample-kit/verify.log; echo '::error systemd-analyze verify rejected the unit'; exit 1; }")
+@pytest.mark.parametrize("gunicorn_there", [True, False])
+def test_verify_checks_the_staged_units_without_editing_their_text(tmp_path, make, run_bash, gunicorn_there):
+    """Before the first deploy (no gunicorn yet) the staged service is one rendered with
+    ExecStart=/bin/true (not a sed over the unit's text); otherwise the real one."""
+    root = tmp_path / "srv"
+    s = make(base_dir=str(root))
+    if gunicorn_there:
+        (root / "current/.venv/bin").mkdir(parents=True)
+        (root / "current/.venv/bin/gunicorn").write_text("")
+        (root / "current/.venv/bin/gunicorn").chmod(0o755)
+    staged = [str(tmp_path / "a.socket"), str(tmp_path / "a.service")]
+    real = templates.render("systemd/app.service.j2", s)
+    for path, text in zip(staged, ("[Socket]\n", real)):
+        open(path, "w").write(text)
+    stub = f'systemd-analyze() {{ echo "$*" > {tmp_path}/args; }}\n'
+    result = run_bash(script(stub + systemd.verify(s, staged)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "args").read_text() == f"verify {staged[0]} {staged[1]}\n"
+    service = (tmp_path / "a.service").read_text()
+    if gunicorn_there:
+        assert service == real
+    else:
+        assert service == real.replace(real.split("ExecStart=")[1].split("\n")[0], "/bin/true")
+
+
+def test_a_rejected_unit_is_one_error_line(tmp_path, s, run_bash):
+    stub = 'systemd-analyze() { echo "bad line 3"; return 1; }\n'
+    result = run_bash(script(stub + systemd.verify(s, ["/x.socket", "/x.service"]).replace(
+        "if [ ! -x", "if false && [ ! -x")))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == ["bad line 3", "::error systemd-analyze verify rejected the unit — "
+                                          "correct the settings it names (the lines above) and run fab setup again"]
 
 
 def test_changed_socket_restarts_socket_and_service(s):
@@ -242,7 +269,7 @@ def test_changed_socket_restarts_socket_and_service(s):
     f[f"sha:{SOCKET}"] = MISSING
     lines = by_step(plan(s, f))["systemd-units"].lines
     assert lines[-4:] == [
-        "rm -rf /run/flasksample-kit/stage",
+        f"rm -rf {K}/stage",
         "systemctl daemon-reload",
         "systemctl stop flasksample.service flasksample.socket",
         "systemctl start flasksample.socket flasksample.service",
@@ -299,8 +326,8 @@ def test_stopped_nginx_is_only_started(s):
 def test_nginx_apply_restores_the_previous_site_when_nginx_t_fails(s):
     from deploy.steps.site import apply_lines
     gate = apply_lines(s, "x")[5]
-    backup = "/run/flasksample-kit/nginx-backup"
-    assert gate.startswith("if ! nginx -t >/run/flasksample-kit/nginx-test.log 2>&1; then ")
+    backup = f"{K}/nginx-backup"
+    assert gate.startswith(f"if ! nginx -t >{K}/nginx-test.log 2>&1; then ")
     for live, name in ((SITE, "site"), ("/etc/nginx/sites-enabled/flasksample.conf", "enabled"),
                        ("/etc/nginx/sites-enabled/default", "default")):
         assert f"rm -f {live}; cp -a {backup}/{name} {live} 2>/dev/null || true;" in gate
@@ -354,7 +381,7 @@ def test_switch_on_a_fresh_manager_removes_then_installs(make):
     f[f"exists:{SERVICE}"] = "yes"
     lines = by_step(plan(s, f))["supervisor-units"].lines
     assert lines[:3] == systemd.remove(s)
-    assert lines[3] == "rm -rf /run/flasksample-kit/stage && mkdir -p /run/flasksample-kit/stage"
+    assert lines[3] == f"rm -rf {K}/stage && mkdir -p {K}/stage"
 
 
 # -- P5: existing accounts and vendor units are never adopted ---------------------------------

@@ -1,0 +1,218 @@
+# shellcheck shell=bash
+# Functions every remote program uses; sent ahead of the program, in the same script.
+#
+# The Python side (deploy/shell.py `program`) sends, in one round trip:
+#   the header (strict mode, a per-run root-only scratch dir $KIT_TMP), the values as
+#   NAME=value lines (validated and quoted in Python), this file, the process manager's
+#   functions (systemd.sh or supervisor.sh), and the program itself.
+# Output protocol (parsed in one place, deploy/protocol.py): lines starting with `::` are for
+# fab: `::step NAME EPOCH`, `::error PROBLEM — FIX`, `::previous RELEASE`, `::prepared`, …
+# Anything the app prints goes through `app_output`, so it can never look like a marker.
+
+# Exit codes: the same table as deploy/protocol.py's Exit (a unit test checks they agree).
+# shellcheck disable=SC2034  # used by the programs sent after this file
+readonly EXIT_FAILED=1 EXIT_USAGE=2 EXIT_PREFLIGHT=3 EXIT_UNHEALTHY=4 EXIT_RELEASE_COMMAND=5 EXIT_LOCKED=75 EXIT_GONE=141
+
+# fail CODE PROBLEM FIX: the one-line error fab shows, then stop with CODE.
+fail() {
+  error_line "$2" "$3"
+  exit "$1"
+}
+
+# error_line PROBLEM FIX: the error line alone (the last one printed is the one fab shows).
+error_line() { printf '::error %s — %s\n' "$1" "$2"; }
+
+# step NAME: a marker that times the steps of a program.
+step() { printf '::step %s %s\n' "$1" "$(date +%s.%N)"; }
+
+# mark NAME [VALUE]: a marker carrying a value back to fab (e.g. `::previous R`).
+mark() { printf '::%s%s\n' "$1" "${2:+ $2}"; }
+
+# app_output: the app's own lines (logs), indented, so none can pose as a marker.
+app_output() { sed 's/^/  > /'; }
+
+# Run every function registered with `at_exit` (last first) when the script ends, however it
+# ends; each sees the script's exit status in $KIT_RC. Then the scratch dir goes.
+KIT_AT_EXIT=()
+at_exit() { KIT_AT_EXIT+=("$1"); }
+kit_exit() {
+  KIT_RC=$?
+  local i
+  for ((i = ${#KIT_AT_EXIT[@]} - 1; i >= 0; i--)); do "${KIT_AT_EXIT[i]}" || true; done
+  rm -rf "$KIT_TMP"
+  exit "$KIT_RC"
+}
+trap kit_exit EXIT
+
+# is_release NAME: a release id as the kit makes them (deploy/package.py), nothing else; a
+# name read back from the host or given with --to must pass this before any use.
+is_release() { [[ $1 =~ ^[0-9]{8}-[0-9]{6}\.[0-9]{3}-[0-9a-f]{7,40}$ ]]; }
+
+# current_release: the release `current` points to ('' when there is none).
+current_release() {
+  local r
+  r=$(basename "$(readlink "$CURRENT" 2>/dev/null)" 2>/dev/null) || true
+  if is_release "$r"; then echo "$r"; fi
+}
+
+# previous_release: the release that was live before the last switch ('' when none).
+previous_release() {
+  local r
+  r=$(basename "$(readlink "$PREVIOUS" 2>/dev/null)" 2>/dev/null) || true
+  if is_release "$r" && [ -d "$RELEASES/$r" ]; then echo "$r"; fi
+}
+
+# sorted_releases: the release names, oldest first (half-unpacked ones left out).
+sorted_releases() {
+  local d
+  for d in "$RELEASES"/*; do
+    d=${d##*/}
+    if is_release "$d"; then echo "$d"; fi
+  done | sort
+}
+
+# point LINK RELEASE: repoint a symlink by renaming a new one over it (never a moment without).
+point() {
+  ln -sfn "releases/$2" "$1.kit-new"
+  mv -T "$1.kit-new" "$1"
+}
+
+# audit WHAT: one line in the host's audit log (deploy/audit.py: `fab audit`): when, who
+# ($AUDIT_WHO), what; nothing on a host without the kit's directory.
+audit() {
+  if [ -d "$KIT_DIR" ]; then
+    (umask 077 && printf '%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$AUDIT_WHO" "$1" >> "$AUDIT_LOG")
+  fi
+}
+
+# -- the deploy lock: a directory made atomically, naming its holder; freed only by it ------
+# $LOCK holds `holder` (who, for people), `since` and `token` (random per fab run, compared
+# exactly before the lock is freed, so a deploy whose lock was broken never frees the next one's).
+
+lock_take() { # WHAT: take the lock for $HOLDER/$TOKEN (FORCE=1 breaks an old one first)
+  install -d -m 700 "$KIT_DIR"
+  if [ "${FORCE:-0}" = 1 ] && [ -d "$LOCK" ]; then
+    echo "broke the lock held by $(cat "$LOCK/holder" 2>/dev/null) since $(cat "$LOCK/since" 2>/dev/null)"
+    rm -rf "$LOCK"
+  fi
+  if ! mkdir "$LOCK" 2>/dev/null; then
+    fail "$EXIT_LOCKED" "deploy locked by $(cat "$LOCK/holder" 2>/dev/null || echo unknown) since $(cat "$LOCK/since" 2>/dev/null || echo unknown)" \
+      "wait for it, or if it died run again with --force"
+  fi
+  printf '%s\n' "$TOKEN" > "$LOCK/token"
+  printf '%s, %s\n' "$HOLDER" "$1" > "$LOCK/holder"
+  date -u +%Y-%m-%dT%H:%M:%SZ > "$LOCK/since"
+}
+
+lock_ours() { [ -n "$TOKEN" ] && [ -f "$LOCK/token" ] && grep -qxF -- "$TOKEN" "$LOCK/token"; }
+
+lock_free() { if lock_ours; then rm -rf "$LOCK"; fi; }
+
+lock_status() {
+  if [ -d "$LOCK" ]; then
+    echo "locked by $(cat "$LOCK/holder" 2>/dev/null || echo unknown) since $(cat "$LOCK/since" 2>/dev/null || echo unknown)"
+  else
+    echo unlocked
+  fi
+}
+
+# handover MASTER FALLBACK RETIRE: a new gunicorn master beside the old one. USR2 to the master
+# (MASTER prints its pid; gunicorn forks and execs a new one on the same socket:
+# deploy/kit/handover.py), then wait until MASTER names a new one (the manager changes it only
+# once every new worker has imported the app); RETIRE=1: TERM the old one here. USR2 is
+# repeated every 0.5 s: a master that was itself handed over ignores it until it notices
+# (within 1 s) that its parent is gone. No master: FALLBACK. Not ready in $HEALTH_TIMEOUT s:
+# the new master (if one started) is stopped and the old one serves on.
+handover() {
+  local master=$1 fallback=$2 retire=$3 old new i=0 c deadline
+  old=$("$master" 2> /dev/null || true)
+  if [ -z "$old" ] || [ "$old" = 0 ]; then
+    "$fallback"
+    return
+  fi
+  deadline=$(($(date +%s%N) / 1000000 + HEALTH_TIMEOUT * 1000))
+  while [ $(($(date +%s%N) / 1000000)) -lt "$deadline" ]; do
+    if [ $((i % 25)) -eq 0 ]; then kill -USR2 "$old" 2> /dev/null || break; fi
+    i=$((i + 1))
+    sleep 0.02
+    new=$("$master" 2> /dev/null || true)
+    if [ -n "$new" ] && [ "$new" != "$old" ] && [ "$new" != 0 ]; then
+      if [ "$retire" = 1 ]; then kill -TERM "$old" 2> /dev/null || true; fi
+      return 0
+    fi
+  done
+  for c in $(pgrep -P "$old" || true); do
+    if tr '\0' '\n' < "/proc/$c/environ" 2> /dev/null | grep -qx "GUNICORN_PID=$old"; then kill -TERM "$c" || true; fi
+  done
+  echo "the new gunicorn master was not ready within $HEALTH_TIMEOUT s; the old one still serves"
+  return 1
+}
+
+# -- the health gate -------------------------------------------------------------------------
+
+# The health probe: curl printing the answer's headers, then `kit-status CODE`.
+# shellcheck disable=SC2034  # used by the programs sent after this file
+readonly HEALTH_CURL=(curl -s -m 2 -o /dev/null -D - -w 'kit-status %{http_code}\n')
+
+# healthy WANT PROBE [ALIVE]: run PROBE (HEALTH_CURL to some address) until the answer is good
+# and carries the header `X-Flasksample-Release: WANT` ('' = any release; the kit's gunicorn
+# config adds it, so the app needs no health endpoint), three times in a row. Good: a status
+# from 200 to below $HEALTH_TOP (300 with a health_path; 500 on / without one, where a redirect
+# or a 404 is an app that runs). Fails after $HEALTH_TIMEOUT seconds, or at once when ALIVE
+# (a command) says the process died.
+healthy() {
+  local want=$1 probe=$2 alive=${3:-true} good=0 out code='' got='' deadline
+  deadline=$(($(date +%s%N) / 1000000 + HEALTH_TIMEOUT * 1000))
+  while [ $(($(date +%s%N) / 1000000)) -lt "$deadline" ]; do
+    if ! "$alive"; then
+      echo "the new release's gunicorn exited before answering"
+      return 1
+    fi
+    out=$("$probe" 2>/dev/null | tr -d '\r') || true
+    code=$(sed -n 's/^kit-status //p' <<< "$out")
+    got=$(sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: *//p' <<< "$out" | head -n1)
+    if [ "${code:-0}" -ge 200 ] 2> /dev/null && [ "${code:-0}" -lt "$HEALTH_TOP" ] &&
+      { [ -z "$want" ] || [ "$got" = "$want" ]; }; then
+      good=$((good + 1))
+      if [ "$good" -ge 3 ]; then return 0; fi
+    else
+      good=0
+    fi
+    sleep 0.02
+  done
+  echo "last health answer: HTTP ${code:-none}, release ${got:-none}"
+  return 1
+}
+
+# probe_nginx: the health answer through the host's own nginx, as a client would get it. With
+# TLS on, port 80 redirects to https://NAME/…: followed to 127.0.0.1:443 (-k: our own nginx).
+probe_nginx() {
+  local tls=()
+  if [ "${HEALTH_TLS:-0}" = 1 ]; then tls=(-L -k --resolve "$HEALTH_HOST:443:127.0.0.1"); fi
+  "${HEALTH_CURL[@]}" "${tls[@]}" -H "Host: $HEALTH_HOST" "http://127.0.0.1$HEALTH_PATH"
+}
+
+# processes_up: every process of processes: keeps running for 2 s after its restart (as
+# supervisor's startsecs); else it names the first one down and shows its log.
+processes_up() {
+  local i p
+  if [ ${#PROCESSES[@]} -eq 0 ]; then return 0; fi
+  for i in $(seq 20); do
+    if ! mgr_processes_running; then
+      echo '--- a process of processes: is not running; its log:'
+      for p in "${PROCESSES[@]}"; do mgr_process_logs "$p" 10 2>&1 | tail -n 10 | app_output; done
+      return 1
+    fi
+    sleep 0.1
+  done
+}
+
+# gated CHANGE UNDO WANT: change → health gate (nginx answers as release WANT, '' = any, and
+# every process of processes: runs) → undo if it fails (returns 1). A failing CHANGE does not
+# stop here: the gate, not the manager's exit code, decides.
+gated() {
+  "$1" || echo "warning: $MANAGER reported an error; the health check decides"
+  if healthy "$3" probe_nginx && processes_up; then return 0; fi
+  "$2" || true
+  return 1
+}

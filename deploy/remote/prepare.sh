@@ -1,0 +1,120 @@
+# shellcheck shell=bash
+# prepare: lock, unpack the release (archive base64 on stdin), reuse or build its venv, boot it
+# alone on a private socket and check its health. Nothing takes traffic yet.
+# Values: RELEASE REL (its dir) VENV REQ_HASH REQUIREMENTS (the pinned list) PYTHON SHARED_DIRS and the
+# common ones (deploy/shell.py `common_values`). On any failure once the lock is ours the
+# release is removed and the lock freed, so the next deploy just works; a client that
+# vanishes (Ctrl-C, kill, a closed connection) makes the next output line fail with SIGPIPE,
+# which is such a failure too.
+
+# Read all of stdin first, whatever happens next (a refused lock must not leave the client
+# writing into a closed channel). The archive goes to the target filesystem (root-only .kit),
+# not to /run, which is small.
+drop_archive() { rm -f "${archive:-}"; }
+if [ -d "$RELEASES" ]; then
+  install -d -m 700 "$KIT_DIR"
+  archive=$(mktemp "$KIT_DIR/upload.XXXXXX")
+  at_exit drop_archive
+  base64 -d > "$archive"
+else
+  cat > /dev/null
+fi
+if [ ! -d "$RELEASES" ] || [ ! -e "$SETUP_CONFIG" ]; then
+  fail "$EXIT_USAGE" "this host is not set up for $APP under $MANAGER ($SETUP_CONFIG is missing)" \
+    "run fab setup first"
+fi
+
+step lock
+lock_take "release $RELEASE"
+undo_prepare() {
+  if [ "$KIT_RC" -ne 0 ]; then
+    preflight_stop
+    rm -rf "$REL" "$REL.partial"
+    lock_free
+    no_space_left "$RELEASES" || no_space_left "$VENVS" || true
+  fi
+}
+# no_space_left DIR: name a full disk as the cause (the tools' own messages rarely do).
+no_space_left() {
+  local avail
+  avail=$(df -Pk "$1" 2> /dev/null | awk 'NR == 2 { print $4 }')
+  if [ -n "$avail" ] && [ "$avail" -lt 10240 ]; then
+    error_line "no space left on device in $1" "free space there (or lower keep_releases) and deploy again"
+    return 0
+  fi
+  return 1
+}
+at_exit undo_prepare
+trap 'exit "$EXIT_GONE"' PIPE
+
+step unpack
+rm -rf "$REL.partial"
+mkdir -p "$REL.partial"
+tar -xzf "$archive" -C "$REL.partial" --no-same-owner
+drop_archive
+echo "$RELEASE" > "$REL.partial/REVISION"
+# Each shared_dirs entry: shared/<path>, made app-writable once. Its parents are root's (the
+# settings refuse nested entries), so no app-made symlink is ever followed here.
+for path in "${SHARED_DIRS[@]}"; do
+  mkdir -p "$(dirname "$SHARED/$path")"
+  if [ ! -d "$SHARED/$path" ] || [ -L "$SHARED/$path" ]; then
+    rm -f "$SHARED/$path"
+    mkdir -m 750 "$SHARED/$path"
+    chown -h "$APP_USER:$APP_USER" "$SHARED/$path"
+  fi
+  rm -rf "${REL:?}.partial/$path"
+  mkdir -p "$(dirname "$REL.partial/$path")"
+  ln -s "$SHARED/$path" "$REL.partial/$path"
+done
+chmod -R u=rwX,go=rX "$REL.partial"
+mv -T "$REL.partial" "$REL"
+
+step venv
+# Built by the app user (pip and any build backend never run as root), then made root's, so
+# the app cannot change the code it runs. Root writes pip's log in its own scratch dir.
+if [ ! -e "$VENV/.complete" ]; then
+  echo "building venv $REQ_HASH (requirements changed)"
+  rm -rf "$VENV"
+  mkdir -m 755 "$VENV"
+  chown -h "$APP_USER:$APP_USER" "$VENV"
+  if ! (cd / && export PIP_NO_CACHE_DIR=1 &&
+        runuser -u "$APP_USER" -- "$PYTHON" -m venv "$VENV" &&
+        runuser -u "$APP_USER" -- "$VENV/bin/pip" install -q --disable-pip-version-check --no-input \
+          -r "$REQUIREMENTS") > "$KIT_TMP/pip.log" 2>&1; then
+    tail -n 5 "$KIT_TMP/pip.log" | app_output
+    rm -rf "$VENV"
+    fail "$EXIT_FAILED" "pip install of the pinned requirements failed (its log is above)" \
+      "correct the app's requirements and deploy again"
+  fi
+  chown -R -P -h root:root "$VENV"
+  touch "$VENV/.complete"
+fi
+ln -sfn "../../venvs/$REQ_HASH" "$REL/.venv"
+
+# release_command: once per deploy (the first host), before the preflight, as the app under the
+# service's sandbox (deploy/appcmd.py builds RELEASE_COMMAND_RUN); failure switches nothing.
+if [ "${#RELEASE_COMMAND_RUN[@]}" -gt 0 ]; then
+  step release_command
+  echo "--- release_command: $RELEASE_COMMAND"
+  if [ "$MANAGER" = systemd ]; then systemctl reset-failed "$APP-release-command.service" 2> /dev/null || true; fi
+  if ! (cd / && "${RELEASE_COMMAND_RUN[@]}") 2>&1 | app_output; then
+    fail "$EXIT_RELEASE_COMMAND" "the release_command failed (its output is above); nothing was switched, the previous release still serves" \
+      "fix it and deploy again"
+  fi
+fi
+
+step preflight
+# As the app user too: the socket's directory is the app's, root never goes through it.
+probe_preflight() {
+  runuser -u "$APP_USER" -- "${HEALTH_CURL[@]}" --unix-socket "$PREFLIGHT_SOCK" "http://localhost$HEALTH_PATH"
+}
+preflight_start
+if ! healthy '' probe_preflight preflight_alive; then
+  preflight_stop
+  echo '--- the new release failed its health check before taking traffic; its log:'
+  preflight_log | { grep -v '^\[.*\] \[INFO\]' || true; } | tail -n 15 | app_output
+  fail "$EXIT_PREFLIGHT" "the new release failed its health check on a private socket; nothing was switched, the previous release still serves" \
+    "correct the app (its log is above) and deploy again"
+fi
+preflight_stop
+mark prepared # a vanished client makes this write fail: the release is undone

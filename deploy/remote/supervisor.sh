@@ -1,0 +1,61 @@
+# shellcheck shell=bash
+# The process manager's side of the remote programs, for supervisord (systemd.sh offers the
+# same functions). gunicorn binds the app's socket itself (a restart closes it for a moment);
+# supervisord runs the kit's keeper (deploy/kit/keeper.py), which keeps the current master's
+# pid in MASTER_PIDFILE, so a new master is handed over (USR2) as under systemd.
+# Values: APP, APP_USER, PROCESSES, MASTER_PIDFILE, PREFLIGHT_DIR, PREFLIGHT_RUN (the program's command, as supervisord
+# runs it: sh sourcing the env file, then gunicorn on the private socket).
+
+mgr_is_active() { supervisorctl status "$APP" 2>/dev/null | grep -qE 'RUNNING|STARTING'; }
+mgr_start() { supervisorctl start "$APP" >/dev/null; }
+# reload: HUP, new workers on the current release; the master and its socket stay
+mgr_reload() { supervisorctl signal HUP "$APP" >/dev/null; }
+mgr_restart() { supervisorctl restart "$APP" >/dev/null; }
+# gunicorn's master (supervisord's own pid for the program is the keeper's)
+mgr_main_pid() { cat "$MASTER_PIDFILE" 2> /dev/null || supervisorctl pid "$APP"; }
+mgr_master_pid() { cat "$MASTER_PIDFILE"; }
+# handover: a new master beside the old one (lib.sh `handover`); the keeper retires the old one
+# once the new one is ready. A program started before the keeper existed can only restart.
+mgr_handover() { handover mgr_master_pid mgr_restart 0; }
+# what `fab restart` does: a new master, handed over (`supervisorctl restart` would close the
+# socket and nginx would answer 502 until gunicorn is back)
+mgr_graceful_restart() { mgr_handover; }
+
+# The app's processes: (PROCESSES: program names, e.g. shop-worker).
+mgr_restart_processes() { supervisorctl restart "${PROCESSES[@]}" >/dev/null; }
+mgr_processes_running() { ! supervisorctl status "${PROCESSES[@]}" | grep -qv RUNNING; }
+# mgr_process_logs NAME LINES [SINCE] [follow]: the log file has no time stamps the kit filters
+# on here (fab logs --since goes through deploy/logfilter.py for supervisor).
+mgr_process_logs() {
+  if [ -n "${3:-}" ]; then
+    fail "$EXIT_USAGE" "--since is not read here for supervisor's log files" "leave out --since"
+  fi
+  local args=(-n "$2")
+  if [ "${4:-}" = follow ]; then args+=(-F); fi
+  tail "${args[@]}" "/var/log/supervisor/$1.log"
+}
+mgr_process_state() { supervisorctl status "$1" | awk '{print $2}'; }
+
+# mgr_logs LINES [SINCE] [follow]
+mgr_logs() { mgr_process_logs "$APP" "$@"; }
+
+# The preflight boot: the new release, alone, as supervisord will run it (same user, umask,
+# directory and command), on a private socket. Its output goes to a file root opened in the
+# root-only scratch dir, so the app cannot point it elsewhere.
+preflight_start() {
+  rm -rf "$PREFLIGHT_DIR"
+  install -d -o "$APP_USER" -g "$APP_USER" -m 700 "$PREFLIGHT_DIR"
+  (cd "$ROOT" && umask 027 && exec setsid runuser -u "$APP_USER" -- "${PREFLIGHT_RUN[@]}") \
+    > "$KIT_TMP/preflight.log" 2>&1 < /dev/null &
+  preflight_pid=$!
+}
+preflight_alive() { kill -0 "$preflight_pid" 2>/dev/null; }
+preflight_stop() {
+  if [ -n "${preflight_pid:-}" ]; then
+    kill -TERM -- "-$preflight_pid" 2>/dev/null || true
+    sleep 0.2
+    kill -KILL -- "-$preflight_pid" 2>/dev/null || true
+  fi
+  rm -rf "$PREFLIGHT_DIR"
+}
+preflight_log() { cat "$KIT_TMP/preflight.log" 2>/dev/null || true; }

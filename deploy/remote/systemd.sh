@@ -1,0 +1,48 @@
+# shellcheck shell=bash
+# The process manager's side of the remote programs, for systemd (supervisor.sh offers the
+# same functions). gunicorn runs as $APP.service, fed by $APP.socket, which keeps the
+# listening socket (and queues connections) while the master restarts.
+# Values: APP, HEALTH_TIMEOUT, PROCESSES, PREFLIGHT_UNIT, PREFLIGHT_RUN (systemd-run's arguments: the unit's own
+# sandbox properties, user and environment, then the gunicorn command line).
+
+mgr_is_active() { systemctl is-active -q "$APP.service"; }
+mgr_start() { systemctl start "$APP.service"; }
+# reload: HUP, new workers import the release `current` points to; the master stays
+mgr_reload() { systemctl reload "$APP.service"; }
+# restart: a new master; the socket unit queues connections meanwhile (they stall while it boots)
+mgr_restart() { systemctl restart "$APP.service"; }
+mgr_main_pid() { systemctl show -p MainPID --value "$APP.service"; }
+
+# handover: a new master (a new venv or environment) beside the old one, without a stall
+# (lib.sh `handover`); systemd's MainPID names the master, the old one is stopped here.
+mgr_handover() { handover mgr_main_pid mgr_restart 1; }
+# what `fab restart` does: a new master and workers, handed over without a stall
+mgr_graceful_restart() { mgr_handover; }
+
+# The app's processes: (PROCESSES: unit names without .service, e.g. shop-worker).
+mgr_restart_processes() { systemctl restart "${PROCESSES[@]/%/.service}"; }
+mgr_processes_running() { systemctl is-active -q "${PROCESSES[@]/%/.service}"; }
+mgr_process_logs() { # NAME LINES [SINCE] [follow]
+  local args=(-u "$1.service" --no-pager -o short-iso -n "$2")
+  if [ -n "${3:-}" ]; then args+=(--since "$3"); fi
+  if [ "${4:-}" = follow ]; then args+=(-f); fi
+  journalctl "${args[@]}"
+}
+mgr_process_state() { systemctl is-active "$1.service" || true; }
+
+# mgr_logs LINES [SINCE] [follow]
+mgr_logs() { mgr_process_logs "$APP" "$@"; }
+
+# The preflight boot: the new release, alone, as a transient unit with the very sandbox
+# properties of $APP.service (rendered from the same list), on a private socket.
+preflight_start() {
+  systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true
+  systemctl reset-failed "$PREFLIGHT_UNIT" 2>/dev/null || true
+  PREFLIGHT_SINCE=$(date +%s)
+  systemd-run --quiet --collect --unit="$PREFLIGHT_UNIT" "${PREFLIGHT_RUN[@]}"
+}
+preflight_alive() { systemctl is-active -q "$PREFLIGHT_UNIT"; }
+preflight_stop() { systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true; }
+preflight_log() {
+  journalctl -u "$PREFLIGHT_UNIT" --since "@${PREFLIGHT_SINCE:-0}" --no-pager -o cat -n 200 2>/dev/null || true
+}
