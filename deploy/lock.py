@@ -12,7 +12,6 @@ import getpass
 import os
 import secrets
 import socket
-from dataclasses import dataclass
 
 from deploy import layout
 from deploy.protocol import Exit
@@ -21,15 +20,20 @@ LOCKED_EXIT = Exit.LOCKED
 RUN_TOKEN = secrets.token_hex(16)  # one per fab run (process)
 
 
-@dataclass(frozen=True)
-class Holder:
-    """Who takes the lock: `who` for people to read, `token` to compare."""
+class Holder(str):
+    """Who takes the lock: the text is for people to read (user@machine (pid N)), `token` is
+    what the lock compares."""
 
-    who: str
-    token: str = RUN_TOKEN
+    token: str
 
-    def __str__(self) -> str:
-        return self.who
+    def __new__(cls, who: str, token: str = RUN_TOKEN):
+        obj = super().__new__(cls, who)
+        obj.token = token
+        return obj
+
+    @property
+    def who(self) -> str:
+        return str(self)
 
 
 def holder() -> Holder:
@@ -39,6 +43,7 @@ def holder() -> Holder:
 
 def values(s, who: Holder | str | None = None, force: bool = False) -> dict:
     """The lock's values for a remote program (a plain name holds with this run's token)."""
-    who = Holder(who) if isinstance(who, str) else (who or Holder("", ""))
+    if not isinstance(who, Holder):
+        who = Holder(who) if who else Holder("", "")
     return {"KIT_DIR": layout.kit_dir(s), "LOCK": layout.lock_dir(s), "HOLDER": who.who,
             "TOKEN": who.token, "FORCE": force}
