@@ -74,9 +74,10 @@ def certbot_env(s) -> str:
     return f"REQUESTS_CA_BUNDLE={q(ca_bundle_path(s))} " if s.acme_ca_bundle else ""
 
 
-def issue_lines(s) -> list[str]:
-    """certbot certonly for all domains through the site's webroot; on failure one line naming
-    the ACME server's reason and exit 1 (nginx keeps what it serves)."""
+def issue_lines(s, restore_site: str) -> list[str]:
+    """certbot certonly for all domains through the site's webroot; on failure the site this
+    script replaced comes back (`restore_site`, when `kit_site_saved` says it saved one), then
+    one line naming the ACME server's reason and exit 1."""
     log = scratch("certbot.log")
     domains = tls.real_domains(s.domains)
     args = " ".join(f"-d {q(d)}" for d in domains)
@@ -88,9 +89,11 @@ def issue_lines(s) -> list[str]:
     names = ", ".join(domains)
     return [
         f"if ! {cmd} >{log} 2>&1; then tail -n 12 {log}; "
+        f"if [ -n \"${{kit_site_saved:-}}\" ]; then {restore_site}; "
+        "nginx -t >/dev/null 2>&1 && systemctl reload nginx; fi; "
         f"echo \"::error no certificate for {names}: {why} — fix: make every name in domains "
         f"resolve to this host with port 80 reachable from the ACME server, then run fab setup "
-        f"again (the site keeps serving as before)\"; exit 1; fi",
+        f"again (the previous site keeps serving)\"; exit 1; fi",
     ]
 
 

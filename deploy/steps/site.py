@@ -16,19 +16,32 @@ def site_content(s, ready: bool) -> str:
     return templates.render("nginx/site.conf.j2", s, tls=tlsserver.nginx_tls(s, ready))
 
 
+BACKUP = scratch("nginx-backup")
+
+
+def _touched(s) -> list[tuple[str, str]]:
+    """(live path, name of its copy in the backup) for everything the swap touches."""
+    return [(q(layout.nginx_site(s)), "site"), (q(layout.nginx_enabled(s)), "enabled"),
+            (q(layout.NGINX_DEFAULT_SITE), "default")]
+
+
+def restore_line(s) -> str:
+    """Put back the files the last swap saved (a later step that fails uses it too)."""
+    return "; ".join(f"rm -f {live}; cp -a {BACKUP}/{name} {live} 2>/dev/null || true"
+                     for live, name in _touched(s))
+
+
 def apply_lines(s, content: str) -> list[str]:
-    """Swap in the site (keeping a backup), test, and restore everything if the test fails."""
-    backup, test_log = scratch("nginx-backup"), scratch("nginx-test.log")
-    # (live path, name of its copy in the backup) for everything the swap touches
-    touched = [(q(layout.nginx_site(s)), "site"), (q(layout.nginx_enabled(s)), "enabled"),
-               (q(layout.NGINX_DEFAULT_SITE), "default")]
+    """Swap in the site (keeping a backup), test, and restore everything if the test fails.
+    Sets `kit_site_saved=1` in the script once the previous files are saved."""
+    backup, test_log = BACKUP, scratch("nginx-test.log")
+    touched = _touched(s)
     (site, _), (enabled, _), (default, _) = touched
     save = "; ".join(f"cp -a {live} {backup}/{name} 2>/dev/null || true" for live, name in touched)
-    restore = "; ".join(f"rm -f {live}; cp -a {backup}/{name} {live} 2>/dev/null || true"
-                        for live, name in touched)
+    restore = restore_line(s)
     return [
         f"rm -rf {backup} && mkdir -p {backup}",
-        save,
+        save + "; kit_site_saved=1",
         write_file(layout.nginx_site(s), content),
         f"ln -sfn {site} {enabled}",
         f"rm -f {default}",

@@ -19,7 +19,7 @@ import hashlib
 from deploy import facts, tls, tlsserver
 from deploy.shell import q, scratch, write_file
 from deploy.steps import Change
-from deploy.steps.site import apply_lines, site_content
+from deploy.steps.site import apply_lines, restore_line, site_content
 from deploy.steps.units import sha256
 
 
@@ -128,7 +128,7 @@ class AcmeCertificate:
         want = tlsserver.names_fact(tls.real_domains(s.domains))
         if have and names in (want, facts.MISSING):
             return Change(self.name)
-        lines = tlsserver.issue_lines(s)
+        lines = tlsserver.issue_lines(s, restore_line(s))
         if have:  # names changed: the TLS site is in place already and picks the new one up
             lines.append("systemctl reload nginx")
         else:

@@ -38,7 +38,8 @@ def web_row(remote: Remote, s) -> dict[str, str]:
     return {"host": remote.label, "role": "web", "release": f.get("release", "?"),
             "process": f.get("service", "?").split(" (")[0], "health": code[1] if code else "none",
             "uptime": f.get("uptime", ""), "workers": f.get("workers", ""), "lock": f.get("lock", ""),
-            "processes": f.get("processes", "")}
+            "processes": f.get("processes", ""),
+            "tls": f.get("tls", ""), "issuer": f.get("issuer", ""), "expires": f.get("expires", "")}
 
 
 def lb_row(remote: Remote, s) -> dict[str, str]:
@@ -69,10 +70,17 @@ def table(rows: list[dict[str, str]]) -> list[str]:
     return ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
 
 
+def certificate_lines(rows: list[dict[str, str]]) -> list[str]:
+    """Below the table, for each host with TLS on: its certificate's names, issuer, expiry."""
+    return [f"{r['host']}  tls: {r['tls']}" + (f"; issuer {r['issuer']}; expires {r['expires']}"
+                                                if r.get("expires") else "")
+            for r in rows if r.get("tls") not in (None, "", "off")]
+
+
 def status(fleet: Fleet) -> list[str]:
     rows = each(fleet.web, lambda r: web_row(r, fleet.settings_for(r)))
     rows += each(fleet.lb, lambda r: lb_row(r, fleet.settings_for(r)))
-    return table(rows)
+    return table(rows) + certificate_lines(rows)
 
 
 class Prefixed:

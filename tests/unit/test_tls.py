@@ -171,7 +171,15 @@ def test_acme_second_run_never_reissues(make):
     assert "tls-files" not in changed(plan(s, facts))
     facts[f"certnames:{tlsserver.cert_path(s)}"] = "old.example.org"  # names changed: reissue
     lines = changed(plan(s, facts))["tls-certificate"].lines
-    assert "systemctl reload nginx" in lines and not any("nginx -t" in l for l in lines)
+    assert "systemctl reload nginx" in lines  # the TLS site stays; only the certificate changes
+    assert not any("sites-available/flasksample.conf.kit-new" in l for l in lines)
+
+
+def test_a_failed_issuance_puts_back_the_site_this_run_replaced(make, run_bash):
+    s = acme(make)
+    issue = changed(plan(s, {}))["tls-certificate"].lines[0]
+    assert 'if [ -n "${kit_site_saved:-}" ]; then rm -f /etc/nginx/sites-available/flasksample.conf;' \
+        in issue and issue.index("kit_site_saved") < issue.index("::error no certificate")
 
 
 def test_acme_ca_bundle_reaches_certbot_and_its_timer(make, tmp_path):
