@@ -93,8 +93,9 @@ class Host:
         """Seconds of CPU each part of the host has used so far (see CGROUPS)."""
         paths = sorted({p for ps in self.CGROUPS.values() for p in ps})
         out = self.root("for p in " + " ".join(paths) + "; do printf '%s ' \"$p\"; "
-                        "awk '/^usage_usec/ {print $2; f=1} END {if (!f) print 0}' "
-                        "/sys/fs/cgroup/unified/$p/cpu.stat 2>/dev/null || echo 0; done", check=False).stdout
+                        "cat /sys/fs/cgroup/unified/$p/cpu.stat /sys/fs/cgroup/$p/cpu.stat 2>/dev/null | "
+                        "awk '/^usage_usec/ {print $2; f=1; exit} END {if (!f) print 0}'; done",
+                        check=False).stdout
         used = {}
         for line in out.splitlines():
             name, _, usec = line.partition(" ")

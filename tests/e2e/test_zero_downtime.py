@@ -103,7 +103,7 @@ def test_events_that_need_a_new_master_drop_nothing(manager, sandbox_host, kit, 
     # the manager follows the new master: an operator's restart still works after hand-overs
     if manager == "systemd":
         assert root.run(f"systemctl is-active {APP}", hide=True).stdout.strip() == "active"
-    root.run(f"{manager}ctl restart {APP}", hide=True)
+    root.run(f"{'systemctl' if manager == 'systemd' else 'supervisorctl'} restart {APP}", hide=True)
     assert http(host, "/") == (200, "Hello World!")
 
 
