@@ -127,6 +127,8 @@ class Fleet:
     lb: list[Remote]
     settings_for: Callable[[Remote], "settings_mod.Settings"]
     members: list["Member"] = field(default_factory=list)
+    # web hosts of servers: that this run does not work on (-H picked others), not connected
+    others: list[Remote] = field(default_factory=list)
 
     @property
     def hosts(self) -> list[Remote]:
@@ -172,8 +174,10 @@ def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None 
                            "as; the app would share its rights", "give the app a name of its own")
     members = [Member(r.name, by_name[r.name].upstream_address or conns[r.name].host)
                for r in t.members]
+    in_run = {r.name for r in web + lb}
     fleet = Fleet([Remote(conns[r.name]) for r in web], [Remote(conns[r.name]) for r in lb],
-                  lambda remote: by_name[remote.label], members)
+                  lambda remote: by_name[remote.label], members,
+                  [Remote(conns[r.name]) for r in t.members if r.name not in in_run])
     if connect:
         each(fleet.hosts, lambda r: r.connect())
     return fleet

@@ -9,6 +9,7 @@ serves the new release, and one removed from `servers:` leaves.
 from __future__ import annotations
 
 from deploy import balancer, release, report
+from deploy.errors import KitError
 from deploy.fleet import Fleet, Member, each
 from deploy.runner import Remote
 from deploy.shell import script
@@ -23,11 +24,23 @@ def has_release(remote: Remote, s) -> bool:
 
 
 def serving_members(fleet: Fleet) -> list[Member]:
-    """The web hosts the balancer should send requests to: those of `servers:` with a release
-    (a host of this run is asked; one outside it is kept if the balancer lists it already)."""
-    ours = {r.label: r for r in fleet.web}
+    """The web hosts the balancer should send requests to: those of `servers:` with a release.
+    Every one is asked (also those -H left out, e.g. `fab -H lb1 setup`); one outside the run
+    that does not answer keeps the place the balancer gives it now."""
     listed = set(listed_names(fleet))
-    asked = dict(zip(ours, each(list(ours.values()), lambda r: has_release(r, fleet.settings_for(r)))))
+
+    def serves(r: Remote) -> bool:
+        try:
+            return has_release(r, fleet.settings_for(r))
+        except KitError:
+            if r in fleet.web:
+                raise
+            report.host_say(r.label, "does not answer: kept as the balancer has it "
+                                     + ("(in)" if r.label in listed else "(out)"))
+            return r.label in listed
+
+    hosts = fleet.web + fleet.others
+    asked = dict(zip((r.label for r in hosts), each(hosts, serves)))
     return [m for m in fleet.members if asked.get(m.name, m.name in listed)]
 
 

@@ -128,3 +128,13 @@ def test_rotation_restore_puts_back_what_the_balancer_listed_before():
     untouched, _, lb2 = rotation_for(["web1"])
     untouched.restore()                              # nothing changed: nothing written
     assert confs(lb2) == []
+
+
+def test_lb_setup_lists_the_web_hosts_that_serve_a_release_even_those_h_left_out():
+    s = balancer_settings()
+    lb = lb_with(["web2", "web3"])
+    fresh = FakeHost("web1", lambda text: [""])            # in the run, set up, no release yet
+    other = FakeHost("web2", lambda text: ["r1"])          # -H left it out: asked anyway
+    gone = FakeHost("web3", fail=True)                     # left out and not answering: kept
+    fleet = Fleet([fresh], [lb], lambda r: s, MEMBERS, [other, gone])
+    assert [m.name for m in balance.serving_members(fleet)] == ["web2", "web3"]
