@@ -125,7 +125,7 @@ class Remote:
         host, port, user = self.conn.host, self.conn.port, self.conn.user
         if self.conn.is_connected:
             return
-        s = settings.load(self.conn.config, host=self.label)
+        s = settings.load(self.conn.config, host=settings.host_name(self.label))
         self.keepalive, self.step_timeout = s.ssh_keepalive, s.step_timeout
         view = trust.guard(self.conn, self.label, s.host_key_policy)  # before anything is sent
         try:

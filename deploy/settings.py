@@ -514,6 +514,12 @@ def _project_dir(config) -> str:
     return str(Path(prefix).resolve()) if prefix else str(Path.cwd())
 
 
+def host_name(host: str) -> str:
+    """The name a `hosts:` block is looked up by for a `[user@]name[:port]` host string."""
+    name = host.rsplit("@", 1)[-1]
+    return name.split(":")[0] if name.count(":") == 1 else name
+
+
 def load(config, host: str | None = None) -> Settings:
     """Settings from a Fabric/Invoke config object (`c.config`), for one host."""
     raw = config.get("flasksample", None) if hasattr(config, "get") else None

@@ -211,7 +211,7 @@ def setting_policy(conn, label: str) -> str:
     """The host_key_policy setting for this host (settings are the one config source)."""
     from deploy import settings
 
-    return settings.load(conn.config, host=label).host_key_policy
+    return settings.load(conn.config, host=settings.host_name(label)).host_key_policy
 
 
 def guard(conn, label: str | None = None, setting: str | None = None) -> HostView:

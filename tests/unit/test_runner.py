@@ -270,7 +270,7 @@ def test_a_rejected_sudo_password_is_a_one_line_kit_error():
 
 # -- R4: keepalive and step timeout, over a real SSH session ----------------------------------
 
-def ssh_remote(tmp_path, on_exec, **kit):
+def ssh_remote(tmp_path, on_exec, label="web1", **kit):
     """A Remote (as root) whose connection leads to sshpair.serve_commands(on_exec)."""
     import paramiko
     from fabric import Config, Connection
@@ -285,7 +285,7 @@ def ssh_remote(tmp_path, on_exec, **kit):
                                       "pkey": paramiko.ECDSAKey.generate(),
                                       "look_for_keys": False, "allow_agent": False})
     conn.ssh_config = {"userknownhostsfile": str(kh), "globalknownhostsfile": "none"}
-    return Remote(conn, "web1")
+    return Remote(conn, label)
 
 
 def test_a_connection_lost_mid_script_names_the_host_step_and_next_step(tmp_path):
@@ -304,10 +304,10 @@ def test_a_connection_lost_mid_script_names_the_host_step_and_next_step(tmp_path
 def test_a_script_that_never_ends_stops_at_step_timeout(tmp_path):
     def on_exec(channel, command, transport):
         channel.sendall(b"::step switch 1.0\n")  # and then nothing, as over a half-open link
-    r = ssh_remote(tmp_path, on_exec, step_timeout=1)
+    r = ssh_remote(tmp_path, on_exec, label="root@web1", hosts={"web1": {"step_timeout": 1}})
     with pytest.raises(KitError) as e:
         r.run("true", what="switching")
-    assert "web1: no end after step_timeout=1s during switching, step switch" in str(e.value)
+    assert "root@web1: no end after step_timeout=1s during switching, step switch" in str(e.value)
 
 
 def test_keepalive_and_tcp_user_timeout_are_set_on_a_tcp_connection(tmp_path):

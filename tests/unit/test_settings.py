@@ -268,3 +268,10 @@ def test_every_host_block_is_validated_not_only_this_hosts():
     assert "hosts.web2" in error_of({"hosts": {"web2": {"base_dir": "/srv/x'y"}}}, host="web1")
     assert "hosts.web2" in error_of({"hosts": {"web2": ["workers"]}})
     assert build({"hosts": {"web2": {"workers": 5}}}, host="web1").workers == 0
+
+
+def test_host_name_of_a_host_string():
+    from deploy.settings import host_name
+
+    assert [host_name(h) for h in ("web1", "deploy@web1", "deploy@web1:2222", "10.0.0.1:22", "::1")] \
+        == ["web1", "web1", "web1", "10.0.0.1", "::1"]
