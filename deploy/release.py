@@ -65,7 +65,7 @@ def prepare_script(s, release: str, req_hash: str, who: lock.Holder, force: bool
                RELEASE_COMMAND=command, RELEASE_COMMAND_RUN=run_command,
                VENV=layout.venv_dir(s, req_hash),
                REQUIREMENTS=layout.kit_file(rel, "requirements.txt"), PYTHON=s.python,
-               SHARED_DIRS=list(s.shared_dirs), SETUP_CONFIG=m.installed_probe(s).arg,
+               SHARED_DIRS=list(s.shared_dirs), STATIC_DIR=s.static_dir, SETUP_CONFIG=m.installed_probe(s).arg,
                **m.program_values(s, rel))
 
 

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # prepare: lock, unpack the release (archive base64 on stdin), reuse or build its venv, boot it
 # alone on a private socket and check its health. Nothing takes traffic yet.
-# Values: RELEASE REL (its dir) VENV REQ_HASH REQUIREMENTS (the pinned list) PYTHON SHARED_DIRS and the
+# Values: RELEASE REL (its dir) VENV REQ_HASH REQUIREMENTS (the pinned list) PYTHON SHARED_DIRS
+# STATIC_DIR RELEASE_COMMAND(_RUN) and the
 # common ones (deploy/shell.py `common_values`). On any failure once the lock is ours the
 # release is removed and the lock freed, so the next deploy just works; a client that
 # vanishes (Ctrl-C, kill, a closed connection) makes the next output line fail with SIGPIPE,
@@ -66,7 +67,20 @@ for path in "${SHARED_DIRS[@]}"; do
   mkdir -p "$(dirname "$REL.partial/$path")"
   ln -s "$SHARED/$path" "$REL.partial/$path"
 done
-chmod -R u=rwX,go=rX "$REL.partial"
+# Root's and readable by the app's group only: a secret a release carries is no other local
+# user's (X2). nginx (other) only walks down to static_dir and reads what is in it.
+chown -R root:"$APP_USER" "$REL.partial"
+chmod -R u=rwX,g=rX,o= "$REL.partial"
+chmod o+x "$REL.partial"
+if [ -n "$STATIC_DIR" ] && [ -d "$REL.partial/$STATIC_DIR" ]; then
+  d=$REL.partial
+  IFS=/ read -ra parts <<< "$STATIC_DIR"
+  for p in "${parts[@]}"; do
+    d=$d/$p
+    chmod o+x "$d"
+  done
+  chmod -R o+rX "$REL.partial/$STATIC_DIR"
+fi
 mv -T "$REL.partial" "$REL"
 
 step venv

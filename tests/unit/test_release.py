@@ -330,6 +330,20 @@ def test_prepare_unpacks_builds_the_venv_as_the_app_user_and_boots_the_preflight
     assert not list((root / ".kit").glob("upload.*"))  # the archive is gone
 
 
+def test_a_release_is_readable_by_the_apps_group_and_only_its_static_dir_by_others(prepared_host, make):
+    """X2: a file a release carries is not world-readable; nginx (other) reads static_dir."""
+    s, root, add, point, run_prepare = prepared_host
+    st = make(base_dir=str(root), health_timeout=1, static_dir="web/static")
+    files = dict(APP_FILES, **{"config.py": "SECRET = 1\n", "web/static/site.css": "b{}\n", "web/tpl.html": ""})
+    result, calls = run_prepare(settings=st, stdin=archive_of(files))
+    assert result.returncode == 0, result.stdout + result.stderr
+    rel = root / "releases" / R2
+    assert f"chown -R root:flasksample {rel}.partial" in calls
+    mode = lambda p: oct((rel / p).stat().st_mode & 0o777)
+    assert (mode("config.py"), mode("web/tpl.html"), mode(".")) == ("0o640", "0o640", "0o751")
+    assert (mode("web"), mode("web/static"), mode("web/static/site.css")) == ("0o751", "0o755", "0o644")
+
+
 def test_venv_is_reused_when_complete(prepared_host):
     s, root, add, point, run_prepare = prepared_host
     (root / "venvs" / "h2").mkdir()

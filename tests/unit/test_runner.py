@@ -331,3 +331,62 @@ def test_keepalive_and_tcp_user_timeout_are_set_on_a_tcp_connection(tmp_path):
     finally:
         t.close()
         listener.close()
+
+
+# -- R3: a multi-host deploy interrupted or failing during the switch ---------------------------
+
+NEW, OLD = "20261126-232000.000-ccccccc", "20261126-230000.000-aaaaaaa"
+
+
+class FleetHost(Remote):
+    """A host whose programs are recorded, not run: `on` maps a program to what happens."""
+
+    def __init__(self, label, log, on=None):
+        super().__init__(SimpleNamespace(original_host=label, host=label), label)
+        self.log, self.on = log, on or {}
+
+    def run(self, script, **kw):
+        name = script.rsplit("# shellcheck shell=bash\n# ", 1)[-1].split(":", 1)[0]
+        if name == "switch" and "\nVERB='rolled back to'\n" in script:
+            name = "rollback"
+        self.log.append((self.label, name))
+        action = self.on.get(name)
+        if isinstance(action, BaseException):
+            raise action
+        if action == "fail":
+            return Outcome(False, 4, [], [], "it failed its gate — fix it")
+        return Outcome(True, 0, markers={"previous": [OLD]})
+
+
+@pytest.fixture
+def fleet(monkeypatch, make):
+    from deploy import package
+    monkeypatch.setattr(package, "build", lambda s: package.Package(NEW, "ccccccc", b"x", "h"))
+    s = make(switch_batch=1)
+    return lambda *hosts: (list(hosts), lambda r: s)
+
+
+@pytest.mark.parametrize("trouble", [KeyboardInterrupt(), "fail"], ids=["ctrl-c", "gate"])
+def test_an_interrupted_or_failed_switch_rolls_back_the_switched_hosts_and_aborts_the_rest(fleet, trouble):
+    log = []
+    hosts, settings_for = fleet(FleetHost("a", log), FleetHost("b", log, {"switch": trouble}),
+                                FleetHost("c", log))
+    with pytest.raises(KeyboardInterrupt if trouble != "fail" else KitError):
+        deployer.deploy(hosts, settings_for)
+    assert [x for x in log if x[1] != "prepare"] == [
+        ("a", "switch"), ("b", "switch"), ("b", "abort"), ("c", "abort"), ("a", "rollback")]
+
+
+def test_an_unreachable_host_does_not_stop_the_others_rollback(fleet):
+    log = []
+    lost = KitError("b: the connection was lost", "check the network")
+    hosts, settings_for = fleet(FleetHost("a", log), FleetHost("b", log, {"switch": lost, "abort": lost}))
+    with pytest.raises(KitError, match="connection was lost"):
+        deployer.deploy(hosts, settings_for)
+    assert ("a", "rollback") in log and ("b", "abort") in log
+
+
+def test_a_release_name_read_back_from_a_host_must_have_the_kits_shape(fleet):
+    out = Outcome(True, 0, markers={"previous": ["x'; rm -rf /; echo '"]})
+    assert deployer.previous_of(out) == ""
+    assert deployer.previous_of(Outcome(True, 0, markers={"previous": [OLD]})) == OLD
