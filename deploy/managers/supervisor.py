@@ -63,7 +63,7 @@ def program_values(s, release_dir: str) -> dict:
     pf = f"/run/{s.app_name}-preflight"
     sock = f"{pf}/gunicorn.sock"
     cmd = gunicorn.with_env(s, gunicorn.supervisor_argv(s, release_dir, bind=sock, workers=1))
-    return {"MASTER_PIDFILE": layout.master_pidfile(s), "PREFLIGHT_DIR": pf, "PREFLIGHT_SOCK": sock, "PREFLIGHT_RUN": ["/bin/sh", "-c", cmd]}
+    return {"PREFLIGHT_DIR": pf, "PREFLIGHT_SOCK": sock, "PREFLIGHT_RUN": ["/bin/sh", "-c", cmd]}
 
 
 def remove(s) -> list[str]:

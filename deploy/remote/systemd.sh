@@ -38,11 +38,11 @@ mgr_logs() { mgr_process_logs "$APP" "$@"; }
 preflight_start() {
   systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true
   systemctl reset-failed "$PREFLIGHT_UNIT" 2>/dev/null || true
-  PREFLIGHT_SINCE=$(date +%s)
+  preflight_since=$(date +%s)
   systemd-run --quiet --collect --unit="$PREFLIGHT_UNIT" "${PREFLIGHT_RUN[@]}"
 }
 preflight_alive() { systemctl is-active -q "$PREFLIGHT_UNIT"; }
 preflight_stop() { systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true; }
 preflight_log() {
-  journalctl -u "$PREFLIGHT_UNIT" --since "@${PREFLIGHT_SINCE:-0}" --no-pager -o cat -n 200 2>/dev/null || true
+  journalctl -u "$PREFLIGHT_UNIT" --since "@${preflight_since:-0}" --no-pager -o cat -n 200 2>/dev/null || true
 }

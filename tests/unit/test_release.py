@@ -915,3 +915,63 @@ def test_shell_programs_ship_as_package_data():
     from deploy.settings import PROJECT_ROOT
     conf = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     assert "remote/*.sh" in conf["tool"]["setuptools"]["package-data"]["deploy"]
+
+
+# -- R6: restart under the deploy lock; logs -------------------------------------------------
+
+def test_restart_takes_the_deploy_lock_and_waits_for_health(srv):
+    from deploy import service
+    s, root, add, point = srv
+    add(R1)
+    point(R1)
+    ok, calls = run_stubbed(root, service.restart_script(s, ME))
+    assert ok.returncode == 0 and ok.stdout.splitlines()[-1] == "restarted and healthy", ok.stdout
+    assert not (root / ".kit/lock").exists()
+    take_lock(root, Holder("alice", "ta"), "release x")  # a deploy is switching
+    refused, calls = run_stubbed(root, service.restart_script(s, ME))
+    assert refused.returncode == lock.LOCKED_EXIT and calls == []
+    assert "deploy locked by alice, release x" in refused.stdout
+
+
+@pytest.mark.parametrize("bad", ["abc", "0", "-3", "1.5"])
+def test_logs_lines_must_be_a_whole_number(bad):
+    from deploy import service
+    from deploy.errors import KitError
+    with pytest.raises(KitError, match=f"-n {bad} is not a number of lines"):
+        service.lines_count(bad)
+    assert service.lines_count("20") == 20
+
+
+def test_logs_since_is_refused_where_it_cannot_be_read(srv, make):
+    from deploy import service
+    _, root, _, _ = srv
+    s = make(base_dir=str(root), process_manager="supervisor")
+    out, _ = run_stubbed(root, service.logs_script(s, False, 5, "10 min ago", False))
+    assert out.returncode == 2 and out.stdout.startswith("::error --since is not read here")
+    web, _ = run_stubbed(root, service.logs_script(s, False, 5, "10 min ago", True))
+    assert web.returncode == 2 and "--since works for the app's journal" in web.stdout
+
+
+def test_every_program_gets_every_value_its_files_use(make):
+    """A value a program's files read but the program was not given is an unbound variable on
+    the host (set -u) — e.g. a hand-over that silently fell back to a restart."""
+    from deploy import envfile, service
+    from deploy.shell import remote_file
+    for manager in ("systemd", "supervisor"):
+        s = make(process_manager=manager, processes={"w": "x"})
+        programs = {"prepare": release.prepare_script(s, R1, "h", ME, False), "switch": release.switch_script(s, R1, ME),
+                    "abort": release.abort_script(s, R1, ME), "rollback_target": release.rollback_target_script(s, None),
+                    "releases": release.list_script(s), "status": service.status_script(s),
+                    "restart": service.restart_script(s, ME), "env_change": envfile.change_script(s, ME),
+                    "logs": service.logs_script(s, False, 5, None, False)}
+        for name, text in programs.items():
+            given = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, re.M)) | {"KIT_TMP", "KIT_RC"}
+            body = remote_file("lib.sh") + remote_file(f"{manager}.sh") + remote_file(f"{name}.sh")
+            used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", body)) - {"EXIT_FAILED", "EXIT_USAGE", "EXIT_PREFLIGHT",
+                                                                    "EXIT_UNHEALTHY", "EXIT_RELEASE_COMMAND",
+                                                                    "EXIT_LOCKED", "EXIT_GONE", "HEALTH_CURL",
+                                                                    "KIT_AT_EXIT"}
+            missing = used - given
+            if name != "prepare":  # only prepare calls the preflight_* functions
+                missing -= {"PREFLIGHT_UNIT", "PREFLIGHT_RUN", "PREFLIGHT_SOCK", "PREFLIGHT_DIR"}
+            assert not missing, (manager, name, missing)
