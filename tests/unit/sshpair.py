@@ -85,7 +85,10 @@ def serve_commands(host_key: paramiko.PKey, on_exec, sock: socket.socket | None 
         t = paramiko.Transport(sock)
         box.append(t)
         t.add_server_key(host_key)
-        t.start_server(server=_Exec(on_exec, box))
+        try:
+            t.start_server(server=_Exec(on_exec, box))
+        except (paramiko.SSHException, EOFError, OSError):
+            pass  # the client went away first: nothing to serve
 
     threading.Thread(target=run, daemon=True).start()
     return client_end
