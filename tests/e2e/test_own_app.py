@@ -92,6 +92,37 @@ class Shop:
         git(self.dir, "commit", "-qm", message)
 
 
+def in_terminal(shop, *args: str, after: bytes, typed: bytes, timeout: float = 120) -> tuple[bytes, int]:
+    """Run flasksample on a local terminal (a pty); once it showed `after`, type `typed` (typed
+    ahead, it would be flushed when the program sets up the terminal); (what it showed, exit code)."""
+    import os
+    import pty
+    import select
+
+    cmd = [str(shop.program), "-S", shop.host.ssh_config, "-H", shop.host.name, *args]
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: becomes flasksample
+        os.chdir(shop.dir)
+        os.execv(cmd[0], cmd)
+    shown, deadline, pending = b"", time.monotonic() + timeout, typed
+    while time.monotonic() < deadline:
+        if pending and after in shown:
+            os.write(fd, pending)
+            pending = b""
+        if select.select([fd], [], [], 0.5)[0]:
+            try:
+                data = os.read(fd, 1024)
+            except OSError:
+                break
+            if not data:
+                break
+            shown += data
+    else:
+        os.kill(pid, 9)
+    _, status = os.waitpid(pid, 0)
+    return shown, os.waitstatus_to_exitcode(status)
+
+
 def get(host, path="/", data=None):
     req = urllib.request.Request(f"http://{host.address}{path}", data=data)
     try:
@@ -161,6 +192,9 @@ def test_install_init_setup_deploy_change_rollback_exec_worker(manager, flasksam
     assert out.returncode == 0, out.stdout + out.stderr
     assert "database ready" in out.stdout and "from /srv/shop/current/.venv as shop" in out.stdout
     assert shop.run("exec", "echo to stderr >&2; exit 3").returncode == 3
+    shown, code = in_terminal(shop, "exec", "-i", "tty; read x; echo got-$x; exit 7",
+                              after=b"/dev/pts/", typed=b"tea\r")
+    assert b"/dev/pts/" in shown and b"got-tea" in shown and code == 7, shown
 
     status_out = shop.run("status", check=True).stdout
     assert "worker=" in status_out and ("worker=active" in status_out or "worker=RUNNING" in status_out)
