@@ -113,6 +113,7 @@ def test_acme_certificate_redirect_renewal_deploy_rollback(manager, pebble, sand
     assert curl(host, name, root).stdout == "Hello World!"
 
 
+@pytest.mark.both_releases  # the TLS site on Debian 13's nginx too
 def test_files_mode_with_own_ca(sandbox_host, kit, ssh, app_copy, tmp_path):
     host, name = sandbox_host, f"{sandbox_host.name}.test"
     ca = CA("flasksample e2e own CA")
