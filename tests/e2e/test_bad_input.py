@@ -29,7 +29,7 @@ def test_unreachable_host(fab):
 
 
 def test_task_without_host(fab):
-    assert "needs a host" in one_line_error(fab("deploy"))
+    assert "no hosts to work on" in one_line_error(fab("deploy"))
 
 
 def test_refused_key_and_missing_sudo(sandbox_host, fab, ssh):
