@@ -89,8 +89,54 @@ audit() {
 # $LOCK holds `holder` (who, for people), `since` and `token` (random per fab run, compared
 # exactly before the lock is freed, so a deploy whose lock was broken never frees the next one's).
 
+# A lock is stale when nothing that could still finish its deploy is left: the host rebooted
+# since it was taken, or the fab connection that took it (its sshd process) and every kit
+# program that worked under it have ended. Processes are named "PID STARTTIME", so a reused
+# pid never passes for the one that held the lock. A lock without these records (taken by an
+# older kit, or not over SSH) is never judged stale: only --force breaks it.
+proc_id() {
+  local st
+  st=$(sed 's/^.*) //' "/proc/$1/stat" 2> /dev/null | cut -d' ' -f20) || true
+  if [ -n "$st" ]; then echo "$1 $st"; fi
+}
+proc_alive() { [ -n "$1" ] && [ "$(proc_id "${1%% *}")" = "$1" ]; }
+# session_id: the sshd process serving this program's connection (its first sshd ancestor).
+session_id() {
+  local p=$$ comm
+  while [ "$p" -gt 1 ]; do
+    comm=$(cat "/proc/$p/comm" 2> /dev/null) || return 0
+    case $comm in sshd*) proc_id "$p"; return 0 ;; esac
+    p=$(sed 's/^.*) //' "/proc/$p/stat" 2> /dev/null | cut -d' ' -f2) || return 0
+  done
+}
+boot_id() { cat /proc/sys/kernel/random/boot_id; }
+lock_worker() { proc_id "$$" >> "$LOCK/workers"; } # this program works under the lock
+lock_stale() { # prints why the lock is stale; fails when it may still be in use
+  local id
+  [ -s "$LOCK/boot" ] && [ -s "$LOCK/session" ] && [ -s "$LOCK/workers" ] || return 1
+  if [ "$(cat "$LOCK/boot")" != "$(boot_id)" ]; then
+    echo "the host rebooted since"
+    return 0
+  fi
+  proc_alive "$(cat "$LOCK/session")" && return 1
+  while read -r id; do proc_alive "$id" && return 1; done < "$LOCK/workers"
+  echo "the fab run that took it and its programs on this host are gone"
+}
+# lock_break_stale: free a stale lock, removing the release its dead deploy never switched to.
+lock_break_stale() {
+  local why r
+  why=$(lock_stale) || return 0
+  r=$(sed -n 's/.*, release \([^ ]*\)$/\1/p' "$LOCK/holder" 2> /dev/null) || true
+  echo "broke a stale lock held by $(cat "$LOCK/holder" 2> /dev/null) since $(cat "$LOCK/since" 2> /dev/null): $why"
+  if is_release "$r" && [ "$r" != "$(current_release)" ] && [ "$r" != "$(previous_release)" ]; then
+    rm -rf "${RELEASES:?}/$r" "$RELEASES/$r.partial"
+  fi
+  rm -rf "$LOCK"
+}
+
 lock_take() { # WHAT: take the lock for $HOLDER/$TOKEN (FORCE=1 breaks an old one first)
   install -d -m 700 "$KIT_DIR"
+  if [ -d "$LOCK" ] && [ "${FORCE:-0}" != 1 ]; then lock_break_stale; fi
   if [ "${FORCE:-0}" = 1 ] && [ -d "$LOCK" ]; then
     echo "broke the lock held by $(cat "$LOCK/holder" 2>/dev/null) since $(cat "$LOCK/since" 2>/dev/null)"
     rm -rf "$LOCK"
@@ -100,6 +146,9 @@ lock_take() { # WHAT: take the lock for $HOLDER/$TOKEN (FORCE=1 breaks an old on
       "wait for it, or if it died run again with --force"
   fi
   printf '%s\n' "$TOKEN" > "$LOCK/token"
+  boot_id > "$LOCK/boot"
+  session_id > "$LOCK/session"
+  lock_worker
   printf '%s, %s\n' "$HOLDER" "$1" > "$LOCK/holder"
   date -u +%Y-%m-%dT%H:%M:%SZ > "$LOCK/since"
 }

@@ -23,6 +23,7 @@ elif ! lock_ours; then
   fail "$EXIT_LOCKED" "this deploy no longer holds the deploy lock (broken with --force?); nothing was switched" \
     "check fab status, then deploy again"
 fi
+lock_worker # the switch goes on when the connection drops: the lock is not stale meanwhile
 at_exit lock_free
 if [ ! -d "$RELEASES/$RELEASE" ]; then
   fail "$EXIT_USAGE" "release $RELEASE does not exist on this host" "pick one from fab releases"
