@@ -128,6 +128,10 @@ class Remote:
         s = settings.load(self.conn.config, host=settings.host_name(self.label))
         self.keepalive, self.step_timeout = s.ssh_keepalive, s.step_timeout
         view = trust.guard(self.conn, self.label, s.host_key_policy)  # before anything is sent
+        if self.conn.connect_timeout is None:
+            # unbounded, an unreachable host (dropped packets) takes the kernel's SYN retries:
+            # ~2 min for each reconnect, e.g. the undo after a connection was lost
+            self.conn.connect_timeout = max(10, KEEPALIVE_COUNT * self.keepalive)
         try:
             self.conn.open()
         except paramiko.BadHostKeyException as e:

@@ -390,3 +390,25 @@ def test_a_release_name_read_back_from_a_host_must_have_the_kits_shape(fleet):
     out = Outcome(True, 0, markers={"previous": ["x'; rm -rf /; echo '"]})
     assert deployer.previous_of(out) == ""
     assert deployer.previous_of(Outcome(True, 0, markers={"previous": [OLD]})) == OLD
+
+
+def test_connecting_is_bounded_unless_ssh_config_bounds_it(monkeypatch):
+    """A host that drops packets must not hold a (re)connect for the kernel's ~2 min of SYN
+    retries (the fault suite's cut connection: the undo's reconnect took 130 s)."""
+    from fabric import Config, Connection
+
+    from deploy import runner
+
+    seen = []
+
+    def refuse(conn):
+        seen.append(conn.connect_timeout)
+        raise OSError("timed out")
+
+    monkeypatch.setattr(runner.trust, "guard", lambda *a, **k: None)
+    monkeypatch.setattr(Connection, "open", refuse)
+    for given in (None, 4):  # None: 3 keepalives (default 5 s); 4: ConnectTimeout from ssh config
+        conn = Connection("192.0.2.1", user="root", config=Config(), connect_timeout=given)
+        with pytest.raises(KitError, match="cannot connect"):
+            Remote(conn).connect()
+    assert seen == [15, 4]
