@@ -61,6 +61,12 @@ def ssh_cut(host):
             _iptables(host, "-D", rule)
 
 
+def ssh_sessions(host) -> int:
+    """Established TCP connections to the host's sshd (port 22 = 0x0016), as its kernel sees them."""
+    out = nsenter(host, "awk '$2 ~ /:0016$/ && $4 == \"01\"' /proc/net/tcp /proc/net/tcp6 | wc -l")
+    return int(out.stdout.strip())
+
+
 # -- pause points in a deploy ----------------------------------------------------------------------
 
 HEALTH_HOOK = (
