@@ -28,7 +28,7 @@ def show(remote: Remote, out: Outcome) -> None:
 
 
 def run_step(remote: Remote, text: str, what: str, stdin: str | None = None) -> Outcome:
-    out = remote.run(text, stdin=stdin)
+    out = remote.run(text, stdin=stdin, what=what)
     show(remote, out)
     if not out.ok:
         raise remote.failure(out, what)
