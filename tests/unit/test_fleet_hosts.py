@@ -152,3 +152,17 @@ def test_app_name_may_not_be_the_login_user(run, monkeypatch):
         {"app_name": "deploy"}) if host else real_load(config))
     with pytest.raises(KitError, match="app_name 'deploy' is the account fab logs in as"):
         run(["deploy@a"])
+
+
+def test_a_task_checks_its_arguments_before_resolving_any_host(monkeypatch):
+    from invoke.exceptions import Exit
+
+    from deploy.fabfile import logs
+
+    def no_hosts(*a, **kw):
+        raise AssertionError("resolved hosts before checking the arguments")
+
+    monkeypatch.setattr(fleet, "resolve", no_hosts)
+    with pytest.raises(Exit) as exc:
+        logs.body(Context(), since="$(reboot)")
+    assert "error: --since '$(reboot)' is not a time" in str(exc.value.message)
