@@ -95,6 +95,11 @@ def socket_path(s: Settings) -> str:
     return f"/run/{s.app_name}.sock"
 
 
+def preflight_dir(s: Settings) -> str:
+    """Where a new release boots alone before it takes traffic (its socket; the app's)."""
+    return f"/run/{s.app_name}-preflight"
+
+
 def runtime_dir(s: Settings) -> str:
     return f"/run/{s.app_name}"
 

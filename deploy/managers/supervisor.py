@@ -60,7 +60,7 @@ def activate(s, f, changed: set[str]) -> list[str]:
 def program_values(s, release_dir: str) -> dict:
     """The preflight boot: the program's own command (env file, then gunicorn), on a private
     socket, run the way supervisord runs it (user, umask, directory: supervisor.sh)."""
-    pf = f"/run/{s.app_name}-preflight"
+    pf = layout.preflight_dir(s)
     sock = f"{pf}/gunicorn.sock"
     cmd = gunicorn.with_env(s, gunicorn.supervisor_argv(s, release_dir, bind=sock, workers=1))
     return {"PREFLIGHT_DIR": pf, "PREFLIGHT_SOCK": sock, "PREFLIGHT_RUN": ["/bin/sh", "-c", cmd]}

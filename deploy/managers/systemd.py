@@ -99,8 +99,8 @@ def activate(s, f, changed: set[str]) -> list[str]:
 
 def program_values(s, release_dir: str) -> dict:
     """The preflight boot: a transient unit with the service's own sandbox, user and env."""
-    name = f"{s.app_name}-preflight"
-    sock = f"/run/{name}/gunicorn.sock"
+    name = layout.preflight_dir(s).rsplit("/", 1)[1]  # the unit and its RuntimeDirectory
+    sock = f"{layout.preflight_dir(s)}/gunicorn.sock"
     props = [("User", s.app_user), ("Group", s.app_user), ("RuntimeDirectory", name),
              ("EnvironmentFile", f"-{layout.env_file(s)}"), ("WorkingDirectory", release_dir)]
     # the service's own sandbox (systemd/sandbox.conf.j2), as release_command gets it

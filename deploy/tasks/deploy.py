@@ -129,20 +129,27 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
 
 
 def rollback(remotes: list[Remote], settings_for, to: str | None = None, force: bool = False) -> None:
+    """Every host's target is found first, so a host with nothing to go back to stops the
+    rollback before any host has switched."""
     who = holder()
     if to:
         release.checked(to)  # before any connection is used
 
-    def one(r: Remote):
-        s = settings_for(r)
-        out = r.must(release.rollback_target_script(s, to), "finding the release to roll back to")
+    def target_of(r: Remote) -> str:
+        out = r.must(release.rollback_target_script(settings_for(r), to), "finding the release to roll back to")
         target = out.lines[-1].strip() if out.lines else ""
         if not is_release(target):
             raise KitError(f"{r.label}: the host named {target!r} as the release to roll back to",
                            "pick one from fab releases and run fab rollback --to RELEASE")
+        return target
+
+    targets = dict(zip(remotes, each(remotes, target_of)))
+
+    def one(r: Remote):
+        target = targets[r]
         report.host_say(r.label, f"rolling back to {target}")
-        run_step(r, release.switch_script(s, target, who, verb="rolled back to", lock_first=True,
-                                          force=force), "rollback")
+        run_step(r, release.switch_script(settings_for(r), target, who, verb="rolled back to",
+                                          lock_first=True, force=force), "rollback")
         report.host_say(r.label, f"release {target} is live")
 
     each(remotes, one)

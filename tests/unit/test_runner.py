@@ -412,3 +412,23 @@ def test_connecting_is_bounded_unless_ssh_config_bounds_it(monkeypatch):
         with pytest.raises(KitError, match="cannot connect"):
             Remote(conn).connect()
     assert seen == [15, 4]
+
+
+def test_rollback_finds_every_hosts_target_before_switching_any(monkeypatch, make):
+    """A host with nothing to roll back to stops the rollback before any host switched."""
+    log = []
+
+    class Host(FleetHost):
+        def run(self, script, **kw):
+            name = script.rsplit("# shellcheck shell=bash\n# ", 1)[-1].split(":", 1)[0]
+            self.log.append((self.label, name))
+            if name == "rollback_target":
+                if self.label == "b":
+                    return Outcome(False, 2, [], [], "there is no release before the current one — deploy one first")
+                return Outcome(True, 0, [OLD])
+            return Outcome(True, 0)
+
+    s = make()
+    with pytest.raises(KitError, match="b: finding the release to roll back to failed"):
+        deployer.rollback([Host("a", log), Host("b", log)], lambda r: s)
+    assert [name for _, name in log] == ["rollback_target", "rollback_target"]
