@@ -345,7 +345,7 @@ class FleetHost(Remote):
         super().__init__(SimpleNamespace(original_host=label, host=label), label)
         self.log, self.on = log, on or {}
 
-    def run(self, script, **kw):
+    def run(self, script, what=None, **kw):
         name = script.rsplit("# shellcheck shell=bash\n# ", 1)[-1].split(":", 1)[0]
         if name == "switch" and "\nVERB='rolled back to'\n" in script:
             name = "rollback"
