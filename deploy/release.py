@@ -41,7 +41,6 @@ def common_values(s, who: lock.Holder | None = None, force: bool = False) -> dic
         "PREVIOUS": layout.previous_link(s), "VENVS": layout.venvs_dir(s),
         "SHARED": layout.shared_dir(s), "ENV_FILE": layout.env_file(s),
         "DEPLOY_LOG": layout.deploy_log(s), "PROCESSES": layout.process_names(s),
-        "MASTER_PIDFILE": layout.master_pidfile(s),
         "AUDIT_LOG": layout.audit_log(s), "AUDIT_WHO": audit.clean(str(who or "")),
         "MASTER_PIDFILE": layout.master_pidfile(s),  # supervisor's keeper: the hand-over reads it
         **lock.values(s, who, force), **health.values(s),

@@ -373,8 +373,9 @@ def test_an_interrupted_or_failed_switch_rolls_back_the_switched_hosts_and_abort
                                 FleetHost("c", log))
     with pytest.raises(KeyboardInterrupt if trouble != "fail" else KitError):
         deployer.deploy(hosts, settings_for)
-    assert [x for x in log if x[1] != "prepare"] == [
-        ("a", "switch"), ("b", "switch"), ("b", "abort"), ("c", "abort"), ("a", "rollback")]
+    done = [x for x in log if x[1] != "prepare"]
+    assert done[:2] == [("a", "switch"), ("b", "switch")] and done[-1] == ("a", "rollback")
+    assert sorted(done[2:-1]) == [("b", "abort"), ("c", "abort")]  # in parallel: any order
 
 
 def test_an_unreachable_host_does_not_stop_the_others_rollback(fleet):
