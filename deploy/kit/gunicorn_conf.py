@@ -32,6 +32,13 @@ errorlog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(L)ss'
 # Never preload: a reload (HUP) must import the app again so new code is served.
 preload_app = False
+# But import the framework (not the app) in the master, once: workers forked on a reload then
+# only import the app's own modules and are ready at once. Libraries change only with the
+# requirements, and then the kit restarts the master (new venv) instead of reloading it.
+try:
+    import flask  # noqa: F401
+except ImportError:
+    pass
 
 _release_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _app_conf = os.path.join(_release_dir, "gunicorn.conf.py")
