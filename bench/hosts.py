@@ -86,7 +86,8 @@ class Host:
     # CPU time (cgroup v2 `usage_usec`) of the parts of a host a deploy makes work.
     CGROUPS = {"gunicorn (reload, hand-over; the app's unit or supervisord)":
                ["system.slice/flasksample.service", "system.slice/supervisor.service"],
-               "ssh sessions (sshd, the kit's scripts, curl, the preflight boot)": ["user.slice", "system.slice/ssh.service"],
+               "ssh sessions (sshd, the kit's scripts, curl)": ["user.slice", "system.slice/ssh.service"],
+               # also the preflight boot (a transient unit), nginx, journald
                "whole host": ["init.scope", "system.slice", "user.slice"]}
 
     def cpu(self) -> dict[str, float]:
