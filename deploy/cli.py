@@ -53,6 +53,10 @@ def mask_secrets_in_logs() -> None:
 
 
 mask_secrets_in_logs()
+# paramiko logs a failed handshake (a host still booting resets the connection) with a
+# traceback through logging's last-resort handler, on stderr; the kit reports it as one line.
+# With --debug the records still reach the root logger's handlers.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 def kit_task(*args, **kwargs):

@@ -39,3 +39,16 @@ def test_secret_from_the_environment_never_reaches_debug_output():
 def test_mask_secrets_keeps_everything_else():
     assert mask_secrets("{'sudo': {'password': 'a\\'b', 'user': 'x'}, 'passphrase': \"p'q\"}") == \
         "{'sudo': {'password': '***', 'user': 'x'}, 'passphrase': '***'}"
+
+
+def test_paramikos_handshake_errors_never_reach_stderr_as_tracebacks():
+    """The fault suite's reboot: the undo reconnected while sshd was starting; paramiko's
+    'Exception (client): Error reading SSH protocol banner' + traceback came before fab's line."""
+    import subprocess
+    import sys
+
+    code = ("import logging, deploy.cli\n"
+            "try:\n    raise ConnectionResetError(104, 'reset')\n"
+            "except OSError:\n    logging.getLogger('paramiko.transport').exception('Exception (client): banner')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stderr == "", out.stderr
