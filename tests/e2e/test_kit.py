@@ -66,10 +66,9 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     web = kit(host, "logs", "--web", "-n", "50", user=user, config=app_copy.config)
     assert '"GET / HTTP/1.1" 200' in web.stdout
     status = kit(host, "status", user=user, config=app_copy.config)
-    assert f"release:  {v1}" in status.stdout
-    assert f"manager:  {manager}" in status.stdout
-    assert "service:  running" in status.stdout
-    assert f"health:   /healthz release {v1} HTTP 200" in status.stdout
+    # fab status is one table now: HOST ROLE RELEASE PROCESS HEALTH …
+    row = next(l.split() for l in status.stdout.splitlines() if l.startswith(f"{host.name} "))
+    assert row[1:5] == ["web", v1, "running", "200"], status.stdout
     releases = kit(host, "releases", user=user, config=app_copy.config)
     assert f"* {v1} (current)" in releases.stdout and v2 in releases.stdout
 
