@@ -307,7 +307,8 @@ def test_a_script_that_never_ends_stops_at_step_timeout(tmp_path):
     r = ssh_remote(tmp_path, on_exec, label="root@web1", hosts={"web1": {"step_timeout": 1}})
     with pytest.raises(KitError) as e:
         r.run("true", what="switching")
-    assert "root@web1: no end after step_timeout=1s during switching, step switch" in str(e.value)
+    # (the step line may or may not have arrived within the second: the lost-link test checks it)
+    assert "root@web1: no end after step_timeout=1s during switching" in str(e.value)
 
 
 def test_keepalive_and_tcp_user_timeout_are_set_on_a_tcp_connection(tmp_path):
