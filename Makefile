@@ -26,7 +26,7 @@ demo: deps
 	curl -s "http://$$(awk '/^Host demo$$/{f=1} f&&/HostName/{print $$2; exit}' $(SANDBOX)/ssh_config)/"; echo
 
 test: deps
-	$(VENV)/bin/pytest -n 2 --dist loadgroup tests
+	$(VENV)/bin/pytest -n 4 --dist loadgroup -rfE --durations=25 tests
 
 unit: venv
 	$(VENV)/bin/pytest tests/unit
