@@ -28,6 +28,21 @@ def missing() -> list[str]:
     return [t for t in NEEDED if not shutil.which(t)]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by SIGKILL."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _remove_stale_links() -> None:
+    """This module's links left by a test process that was killed (its pid is gone)."""
+    for link in os.listdir("/sys/class/net"):
+        if link.startswith("kitacme") and link[7:].isdigit() and not Path(f"/proc/{link[7:]}").exists():
+            subprocess.run(["ip", "link", "delete", link], capture_output=True)
+
+
 def _free_port(address: str) -> int:
     with socket.socket() as s:
         s.bind((address, 0))
@@ -50,12 +65,13 @@ def _wait_port(address: str, port: int, proc: subprocess.Popen, log: Path) -> No
 class Pebble:
     def __init__(self, workdir: Path):
         self.dir = workdir
-        self.link = f"kitacme{os.getpid() % 100000}"  # + "p" for the peer: 13 chars max
+        self.link = f"kitacme{os.getpid()}"  # + "p" for the peer: at most 15 characters
         self.address = f"10.231.255.{1 + os.getpid() % 253}"
         self.procs: list[subprocess.Popen] = []
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> "Pebble":
+        _remove_stale_links()
         subprocess.run(["ip", "link", "delete", self.link], capture_output=True)
         for argv in (["ip", "link", "add", self.link, "type", "veth", "peer", "name", self.link + "p"],
                      ["ip", "addr", "add", f"{self.address}/32", "dev", self.link],
@@ -90,7 +106,8 @@ class Pebble:
     def _spawn(self, argv, address, port, env) -> None:
         log = self.dir / f"{argv[0]}.log"
         proc = subprocess.Popen(argv, stdout=log.open("w"), stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env={**os.environ, **env})
+                                stdin=subprocess.DEVNULL, env={**os.environ, **env},
+                                preexec_fn=_die_with_parent)
         self.procs.append(proc)
         _wait_port(address, port, proc, log)
 
