@@ -21,6 +21,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -324,3 +325,14 @@ def load_on(host, https=None, **kw):
             return Resolved(name, 443, timeout=self.timeout, context=context)
 
     return HttpsLoad(f"https://{name}/", **kw)
+
+
+def wait_for(what: str, probe, timeout: float = 60.0, every: float = 0.05):
+    """Poll `probe()` until it returns something truthy; AssertionError naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -14,9 +14,9 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from contextlib import contextmanager
 
+from conftest import wait_for  # noqa: F401  (re-exported for the fault tests)
 from deploy.sandbox import network
 
 APP = "flasksample"
@@ -26,17 +26,6 @@ HOLD_DIR = "/etc/kit-fault-hold"  # readable by the app in the preflight and und
 
 def sh(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, check=check)
-
-
-def wait_for(what: str, probe, timeout: float = 60.0, every: float = 0.05):
-    """Poll `probe()` until it returns something truthy; AssertionError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = probe()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # -- network -------------------------------------------------------------------------------------

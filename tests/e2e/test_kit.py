@@ -1,20 +1,11 @@
 """The kit on a real host: setup → deploy → operate, as root and as a sudo user (issue #3)."""
 import json
-import time
 
 import pytest
 
+from conftest import wait_for
+
 APP = "flasksample"
-
-
-def wait_for(predicate, timeout=20.0, every=0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError("condition not met in time")
 
 
 OPERATE = {
@@ -57,7 +48,7 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     assert json.loads(http(host, "/healthz")[1])["release"] == v1
 
     root.run(ops["restart"], hide=True)
-    wait_for(lambda: http(host, "/") == (200, "Hello World!"))
+    wait_for("the app to answer", lambda: http(host, "/") == (200, "Hello World!"), 20, 0.2)
     root.run(ops["reload"], hide=True)
     assert http(host, "/") == (200, "Hello World!")
 
@@ -72,7 +63,7 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     releases = kit(host, "releases", user=user, config=app_copy.config)
     assert f"* {v1} (current)" in releases.stdout and v2 in releases.stdout
 
-    pid = wait_for(lambda: root.run(ops["pid"], hide=True).stdout.strip().strip("0") and
+    pid = wait_for("a master pid", lambda: root.run(ops["pid"], hide=True).stdout.strip().strip("0") and
                    root.run(ops["pid"], hide=True).stdout.strip())
     root.run(f"kill -9 {pid}", hide=True)
 
@@ -80,7 +71,7 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
         new = root.run(ops["pid"], hide=True, warn=True).stdout.strip()
         return new not in ("0", "", pid) and http(host, "/") == (200, "Hello World!")
 
-    wait_for(restarted)
+    wait_for("a restarted master", restarted, 20, 0.2)
     if manager == "systemd":
         assert "NRestarts=1" in root.run(f"systemctl show -p NRestarts {APP}", hide=True).stdout
 
@@ -102,7 +93,7 @@ def test_switching_process_manager_leaves_exactly_one_gunicorn(sandbox_host, kit
         app_copy.settings(process_manager=manager)
         out = kit(host, "setup", config=app_copy.config)
         assert f"remove {'systemd' if manager == 'supervisor' else 'supervisor'} config" in out.stdout
-        wait_for(lambda: http(host, "/") == (200, "Hello World!"))
+        wait_for("the app to answer", lambda: http(host, "/") == (200, "Hello World!"), 20, 0.2)
         assert root.run(f"test -e {gone}", hide=True, warn=True).exited != 0
         assert masters() == 1
         assert "no change" in kit(host, "setup", config=app_copy.config).stdout

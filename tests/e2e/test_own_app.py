@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO_ROOT, load_on
+from conftest import REPO_ROOT, load_on, wait_for
 
 SHOP = REPO_ROOT / "examples" / "shop"
 
@@ -132,15 +132,6 @@ def get(host, path="/", data=None):
         return e.code, e.read().decode(), e.headers.get("X-Flasksample-Release")
 
 
-def wait_for(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError("condition not met in time")
-
-
 def orders_done(host):
     orders = json.loads(get(host, "/orders")[1])
     return orders if orders and all(o["status"] == "done" for o in orders) else None
@@ -166,7 +157,7 @@ def test_install_init_setup_deploy_change_rollback_exec_worker(manager, flasksam
     assert status == 200 and "Welcome to the shop" in body and r1
     assert get(host, "/static/shop.css")[1].startswith("body {")  # nginx, from shop/static
     assert get(host, "/orders", data=b"item=tea")[0] == 201
-    assert wait_for(lambda: orders_done(host))[0]["item"] == "tea"  # the worker did it
+    assert wait_for("the worker", lambda: orders_done(host), 30, 0.2)[0]["item"] == "tea"  # the worker did it
     assert json.loads(get(host, "/worker")[1])["release"] == r1
 
     shop.edit("shop/__init__.py", 'GREETING = "Welcome to the shop"', 'GREETING = "Welcome back"')
@@ -178,14 +169,14 @@ def test_install_init_setup_deploy_change_rollback_exec_worker(manager, flasksam
     assert load.failures == [], load.failures[:5]
     status, body, r2 = get(host)
     assert "Welcome back" in body and r2 != r1
-    assert wait_for(lambda: json.loads(get(host, "/worker")[1]).get("release") == r2)  # restarted
+    assert wait_for("the worker on the new release", lambda: json.loads(get(host, "/worker")[1]).get("release") == r2, 30, 0.2)  # restarted
     assert get(host, "/orders", data=b"item=cake")[0] == 201
-    assert [o["item"] for o in wait_for(lambda: orders_done(host))] == ["tea", "cake"]  # data kept
+    assert [o["item"] for o in wait_for("the worker", lambda: orders_done(host), 30, 0.2)] == ["tea", "cake"]  # data kept
 
     shop.run("rollback", check=True)
     status, body, release = get(host)
     assert "Welcome to the shop" in body and release == r1
-    assert wait_for(lambda: json.loads(get(host, "/worker")[1]).get("release") == r1)
+    assert wait_for("the worker on the old release", lambda: json.loads(get(host, "/worker")[1]).get("release") == r1, 30, 0.2)
     assert [o["item"] for o in json.loads(get(host, "/orders")[1])] == ["tea", "cake"]
 
     out = shop.run("exec", "flask --app shop init-db && echo from $VIRTUAL_ENV as $(id -un)")
@@ -221,7 +212,7 @@ def test_failing_release_command_broken_worker_and_500_switch_nothing(flasksampl
     out = shop.run("deploy")
     assert out.returncode != 0 and "rolled back to" in out.stdout, out.stdout + out.stderr
     assert get(host)[2] == live
-    assert wait_for(lambda: json.loads(get(host, "/worker")[1]).get("release") == live)
+    assert wait_for("the worker on the live release", lambda: json.loads(get(host, "/worker")[1]).get("release") == live, 30, 0.2)
     git(shop.dir, "revert", "--no-edit", "HEAD")
 
     shop.edit("shop/__init__.py", "        orders = db.get()", "        1 / 0\n        orders = db.get()")
