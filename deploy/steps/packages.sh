@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Installs Debian packages on a host that may have just booted; part of `fab setup`'s script
 # (bash, set -euo pipefail). A fresh cloud VM's cloud-init or unattended-upgrades hold the
 # dpkg lock for a while after boot: wait for it, bounded, then install. Lines starting

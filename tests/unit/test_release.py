@@ -905,7 +905,7 @@ def test_shellcheck_is_clean_on_every_shipped_shell_program():
         if os.environ.get("CI") == "true" or os.environ.get("FLASKSAMPLE_REQUIRE_E2E") == "1":
             pytest.fail("shellcheck is not installed — fix: make deps (it is in the Makefile's APT_DEPS)")
         pytest.skip("shellcheck is not installed (make deps installs it)")
-    result = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", *files],
+    result = subprocess.run(["shellcheck", "--severity=style", *files],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
 
