@@ -63,22 +63,6 @@ def command_line(s, release_path: str, command: str, tty: bool = False, unit: st
     return line if s.process_manager == "systemd" else f"(cd / && {line})"
 
 
-def release_command_lines(s, release_path: str) -> list[str]:
-    """The release_command in a prepared release (before any switch); failure ends prepare."""
-    if not s.release_command:
-        return []
-    unit = f"{s.app_name}-release-command"
-    return [
-        f"echo {q('--- release_command: ' + s.release_command)}",
-        f"systemctl reset-failed {q(unit + '.service')} 2>/dev/null || true"
-        if s.process_manager == "systemd" else "",
-        f"if ! {command_line(s, release_path, s.release_command, unit=unit)} 2>&1; then",
-        "  echo '::error the release_command failed (its output is above); nothing was switched, "
-        "the previous release still serves — fix it and deploy again'; exit 5",
-        "fi",
-    ]
-
-
 def exec_lines(s, command: str, tty: bool) -> list[str]:
     """`fab exec`: the command in the current release; its exit code is the script's."""
     cur = layout.current_link(s)

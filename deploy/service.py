@@ -34,7 +34,3 @@ def logs_script(s, follow: bool, lines, since: str | None, nginx: bool,
 def restart_script(s, who: lock.Holder | None = None) -> str:
     """Restart under the deploy lock, behind the health gate."""
     return release.run("restart", s, who or lock.holder())
-
-
-def show_setting_lines(rows) -> list[str]:
-    return [f"{name:<22} {default!r:<24} {doc}" for name, default, doc in rows]
