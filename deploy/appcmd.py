@@ -13,7 +13,8 @@ Commands are the user's on purpose; they reach the shell as one quoted word (`sh
 from __future__ import annotations
 
 from deploy import layout, templates
-from deploy.shell import q
+from deploy.protocol import Exit
+from deploy.shell import fail, q
 
 # Unit-lifecycle properties that make no sense for a one-off command (RemoveIPC would remove
 # the running app's IPC objects when the command's transient unit ends).
@@ -67,7 +68,7 @@ def exec_lines(s, command: str, tty: bool) -> list[str]:
     """`fab exec`: the command in the current release; its exit code is the script's."""
     cur = layout.current_link(s)
     return [
-        f"[ -e {q(cur + '/.venv')} ] || {{ echo '::error no release is deployed on this host "
-        "— run fab deploy first'; exit 2; }",
+        f"[ -e {q(cur + '/.venv')} ] || "
+        + fail("no release is deployed on this host", "run fab deploy first", Exit.USAGE),
         f"{command_line(s, cur, command, tty)}",
     ]

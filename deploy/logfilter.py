@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 
 from deploy.errors import KitError
-from deploy.shell import q, script
+from deploy.protocol import Exit
+from deploy.shell import fail, q, script
 
 SINCE_RE = re.compile(r"[A-Za-z0-9 :+.-]{1,40}")
 
@@ -56,7 +57,7 @@ def file_lines(files: list[str], follow: bool, lines: int, since: str | None) ->
         return [f"tail -n {int(lines)}{' -F' if follow else ''} {names}"]
     return [
         f"from=$(date -d {q(since)} '+%Y %m %d %H %M %S') || "
-        f"{{ echo '::error --since {since} is not a date the server understands — write e.g. 10 min ago'; exit 2; }}",
+        + fail(f"--since {since} is not a date the server understands", "write e.g. 10 min ago", Exit.USAGE),
         f"for f in {names}; do [ -r \"$f\" ] && awk -v since=\"$from\" {q(AWK)} \"$f\"; done | tail -n {int(lines)}",
         f"tail -n 0 -F {names}" if follow else "",
     ]

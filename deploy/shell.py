@@ -33,6 +33,7 @@ HEADER = ("set -euo pipefail\numask 022\nexport LC_ALL=C DEBIAN_FRONTEND=noninte
 
 REMOTE = resources.files("deploy") / "remote"
 VALUE_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+DETAIL_NAME = re.compile(r"[a-z_][a-z0-9_]*")  # a script's own variable (`fail` detail)
 
 
 def remote_file(name: str) -> str:
@@ -102,7 +103,15 @@ def step(name: str) -> str:
     return f"echo \"::step {name} $(date +%s.%N)\""
 
 
-def fail(problem: str, fix: str, code: int = 1) -> str:
-    """Shell that prints the one-line `::error PROBLEM — FIX` and stops with `code` — for
-    scripts built in Python; the programs under deploy/remote/ use lib.sh's `fail`."""
-    return f"{{ printf '::error %s — %s\\n' {q(problem)} {q(fix)}; exit {int(code)}; }}"
+def fail(problem: str, fix: str, code: int = 1, detail: str = "") -> str:
+    """Shell that prints the one-line `::error PROBLEM — FIX` and stops with `code`: the one way
+    a script built in Python reports an error (the programs under deploy/remote/ use lib.sh's
+    `fail`, which prints the same line). `detail`: the name of a shell variable whose value,
+    read when the script runs (e.g. the reason a server gave), ends the problem."""
+    if not detail:
+        return f"{{ printf '::error %s — %s\\n' {q(problem)} {q(fix)}; exit {int(code)}; }}"
+    if not DETAIL_NAME.fullmatch(detail):
+        raise ValueError(f"bad detail variable name {detail!r}")
+    return (f"{{ printf '::error %s%s — %s\\n' {q(problem)} \"${{{detail}:-}}\" {q(fix)}; "
+            f"exit {int(code)}; }}")
+

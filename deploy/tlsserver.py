@@ -12,7 +12,7 @@ from __future__ import annotations
 from deploy import tls
 from deploy import facts
 from deploy.facts import Probe
-from deploy.shell import q, scratch
+from deploy.shell import fail, q, scratch
 
 LE_LIVE = "/etc/letsencrypt/live"
 HOOK_DIR = "/etc/letsencrypt/renewal-hooks/deploy"
@@ -91,9 +91,10 @@ def issue_lines(s, restore_site: str) -> list[str]:
         f"if ! {cmd} >{log} 2>&1; then tail -n 12 {log}; "
         f"if [ -n \"${{kit_site_saved:-}}\" ]; then {restore_site}; "
         "nginx -t >/dev/null 2>&1 && systemctl reload nginx; fi; "
-        f"echo \"::error no certificate for {names}: {why} — fix: make every name in domains "
-        f"resolve to this host with port 80 reachable from the ACME server, then run fab setup "
-        f"again (the previous site keeps serving)\"; exit 1; fi",
+        f"kit_why={why} || true; "
+        + fail(f"no certificate for {names}: ", "make every name in domains resolve to this host "
+               "with port 80 reachable from the ACME server, then run fab setup again (the "
+               "previous site keeps serving)", detail="kit_why") + "; fi",
     ]
 
 
@@ -101,12 +102,11 @@ def renew_script_lines(s) -> list[str]:
     """Force a renewal now; certbot's deploy hook reloads nginx gracefully."""
     log = scratch("certbot-renew.log")
     return [
-        f"test -e {q(cert_path(s))} || {{ echo '::error no certificate from certbot yet — fix: "
-        f"run fab setup first'; exit 1; }}",
+        f"test -e {q(cert_path(s))} || " + fail("no certificate from certbot yet", "run fab setup first"),
         f"if ! {certbot_env(s)}certbot renew -n --force-renewal --no-random-sleep-on-renew "
         f"--cert-name {q(s.app_name)} >{log} 2>&1; then tail -n 12 {log}; "
-        "echo '::error certbot renew failed (see the lines above) — fix: check that the "
-        "ACME server is reachable and the domains still point here'; exit 1; fi",
+        + fail("certbot renew failed (see the lines above)",
+               "check that the ACME server is reachable and the domains still point here") + "; fi",
         "echo renewed",
     ]
 

@@ -6,7 +6,7 @@ the previous files are put back before nginx is touched, so nginx keeps serving.
 from __future__ import annotations
 
 from deploy import facts, layout, templates, tlsserver
-from deploy.shell import q, scratch, write_file
+from deploy.shell import fail, q, scratch, write_file
 from deploy.steps import Change
 from deploy.steps.units import sha256
 
@@ -46,8 +46,9 @@ def apply_lines(s, content: str) -> list[str]:
         f"ln -sfn {site} {enabled}",
         f"rm -f {default}",
         f"if ! nginx -t >{test_log} 2>&1; then {restore}; "
-        f"grep -E 'emerg|error' {test_log} | head -n 3; "
-        "echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi",
+        f"grep -E 'emerg|error' {test_log} | head -n 3 || true; "
+        + fail("nginx -t rejected the new site; the previous config was put back",
+               "read the lines above; fix and run again") + "; fi",
         "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi",
     ]
 

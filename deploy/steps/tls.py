@@ -17,7 +17,7 @@ import base64
 import hashlib
 
 from deploy import facts, tls, tlsserver
-from deploy.shell import q, scratch, write_file
+from deploy.shell import fail, q, scratch, write_file
 from deploy.steps import Change
 from deploy.steps.site import apply_lines, restore_line, site_content
 from deploy.steps.units import sha256
@@ -45,9 +45,9 @@ def pair_lines(s) -> list[str]:
         "unset kit_tls_cert kit_tls_key",
         f"mv -f {qc}.kit-new {qc} && mv -f {qk}.kit-new {qk}",
         f"if command -v nginx >/dev/null && ! nginx -t >{scratch('nginx-test.log')} 2>&1; then "
-        f"{restore}; grep -E 'emerg|error' {scratch('nginx-test.log')} | head -n 3; "
-        "echo '::error nginx -t rejected the new certificate pair; the previous pair was put "
-        "back — fix: check tls_cert/tls_key'; exit 1; fi",
+        f"{restore}; grep -E 'emerg|error' {scratch('nginx-test.log')} | head -n 3 || true; "
+        + fail("nginx -t rejected the new certificate pair; the previous pair was put back",
+               "check tls_cert/tls_key") + "; fi",
         f"rm -rf {backup}",
         "if systemctl is-active -q nginx; then systemctl reload nginx; fi",
     ]

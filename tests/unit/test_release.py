@@ -120,6 +120,18 @@ def test_step_and_fail_lines(run_bash):
         "{ printf '::error %s — %s\\n' 'it'\"'\"'s broken' 'fix it'; exit 3; }"
     out = run_bash(script(fail("it's broken", "fix it", 3)))
     assert (out.returncode, out.stdout) == (3, "::error it's broken — fix it\n")
+    why = run_bash(script("kit_why=\"the server said 'no'\"", fail("no luck: ", "try again", 2, detail="kit_why")))
+    assert (why.returncode, why.stdout) == (2, "::error no luck: the server said 'no' — try again\n")
+    with pytest.raises(ValueError):
+        fail("x", "y", detail="a; rm -rf /")
+
+
+def test_no_python_builder_writes_an_error_marker_by_hand():
+    """Every error a script built in Python reports goes through shell.fail (one format, quoted)."""
+    from deploy.settings import PROJECT_ROOT
+    for f in (PROJECT_ROOT / "deploy").rglob("*.py"):
+        if f.name not in ("shell.py", "protocol.py", "runner.py"):
+            assert not re.search(r"echo .?::error", f.read_text()), f
 
 
 def test_program_values_are_quoted_once(run_bash):

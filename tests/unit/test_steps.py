@@ -324,6 +324,7 @@ def test_stopped_nginx_is_only_started(s):
 
 
 def test_nginx_apply_restores_the_previous_site_when_nginx_t_fails(s):
+    from deploy.shell import fail
     from deploy.steps.site import apply_lines
     gate = apply_lines(s, "x")[5]
     backup = f"{K}/nginx-backup"
@@ -331,7 +332,8 @@ def test_nginx_apply_restores_the_previous_site_when_nginx_t_fails(s):
     for live, name in ((SITE, "site"), ("/etc/nginx/sites-enabled/flasksample.conf", "enabled"),
                        ("/etc/nginx/sites-enabled/default", "default")):
         assert f"rm -f {live}; cp -a {backup}/{name} {live} 2>/dev/null || true;" in gate
-    assert gate.endswith("echo '::error nginx -t rejected the new site; the previous config was put back'; exit 1; fi")
+    assert gate.endswith(fail("nginx -t rejected the new site; the previous config was put back",
+                              "read the lines above; fix and run again") + "; fi")
 
 
 def test_missing_package_only(make):
