@@ -190,6 +190,29 @@ def prepare_root(name: str, lower: Path, user: str, authorized_key: str) -> str:
     return hostkey.with_suffix(".pub").read_text().strip()
 
 
+INOTIFY_INSTANCES = "/proc/sys/fs/inotify/max_user_instances"
+# Every host's systemd, journald, udev and logind take inotify instances, all counted against
+# root on this machine; Debian's default of 128 runs out at ~15 hosts ("Too many open files").
+INOTIFY_INSTANCES_WANTED = 1024
+
+
+def inotify_instances_needed(current: int) -> int | None:
+    """The value to raise max_user_instances to, or None when it is already high enough
+    (never lowered: other software on the machine may rely on a higher one)."""
+    return INOTIFY_INSTANCES_WANTED if current < INOTIFY_INSTANCES_WANTED else None
+
+
+def ensure_inotify_instances() -> None:
+    try:
+        with open(INOTIFY_INSTANCES) as f:
+            wanted = inotify_instances_needed(int(f.read().strip()))
+        if wanted is not None:
+            with open(INOTIFY_INSTANCES, "w") as f:
+                f.write(f"{wanted}\n")
+    except (OSError, ValueError):
+        pass  # a read-only /proc/sys (nested container): hosts still start, fewer at once
+
+
 def log_path(name: str) -> Path:
     return paths.state_dir() / "logs" / f"{name}.log"
 

@@ -82,6 +82,7 @@ def _nat_up_if_first() -> None:
         paths.ip_forward_saved().write_text(network.read_ip_forward() + "\n")
     network.write_ip_forward("1")
     network.nat_up()
+    machine.ensure_inotify_instances()
 
 
 def _nat_down_if_last() -> None:

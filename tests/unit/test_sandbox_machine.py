@@ -75,3 +75,9 @@ def test_cgroup_dirs_are_per_host(tmp_path):
 def test_overlay_mount():
     assert machine.overlay_mount_argv("/l", "/u", "/w", "/m") == [
         "mount", "-t", "overlay", "overlay", "-o", "lowerdir=/l,upperdir=/u,workdir=/w", "/m"]
+
+
+def test_inotify_instances_are_raised_never_lowered():
+    assert machine.inotify_instances_needed(128) == machine.INOTIFY_INSTANCES_WANTED
+    assert machine.inotify_instances_needed(machine.INOTIFY_INSTANCES_WANTED) is None
+    assert machine.inotify_instances_needed(8192) is None
