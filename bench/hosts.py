@@ -30,16 +30,22 @@ def snapshot_kit(dest: Path) -> tuple[str, bool]:
     measuring one kit. Returns (short commit id, whether the working tree differed from it).
     """
     global KIT
-    rev = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                         capture_output=True, text=True, check=True).stdout.strip()
     dirty = bool(subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", *KIT_PATHS],
                                 capture_output=True, text=True).stdout.strip())
-    dest.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", rev, "--", *KIT_PATHS],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    rev = extract_kit("HEAD", dest)
     KIT = dest
     return rev, dirty
+
+
+def extract_kit(rev: str, dest: Path) -> str:
+    """The kit as committed at `rev` (any git revision) extracted into dest; its short id."""
+    short = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", rev],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", short, "--", *KIT_PATHS],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return short
 
 
 @dataclass
@@ -114,13 +120,15 @@ class Host:
         raise RuntimeError(f"{self.name}: / did not answer {contains!r} within {timeout}s")
 
 
-def fab(hosts: list[Host], *task: str, config: str | None = None, timeout: float = 300) -> FabRun:
+def fab(hosts: list[Host], *task: str, config: str | None = None, timeout: float = 300,
+        kit: Path | None = None) -> FabRun:
+    """The real `fab` CLI run from the kit snapshot (or `kit`, another extracted revision)."""
     argv = FAB + ["-S", hosts[0].ssh_config, "-H", ",".join(h.name for h in hosts)]
     if config:
         argv += ["-f", config]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.monotonic()
-    p = subprocess.run(argv + list(task), cwd=KIT, capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(argv + list(task), cwd=kit or KIT, capture_output=True, text=True, timeout=timeout)
     wall = time.monotonic() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
