@@ -298,7 +298,11 @@ def archive_of(files: dict) -> str:
 
 APP_FILES = {"serve.py": "app = 1\n", ".flasksample/requirements.txt": "gunicorn\n",
              ".flasksample/gunicorn.conf.py": ""}
+# `python3 -m venv DIR --without-pip` makes DIR/bin/python (logs its arguments, runs a script it
+# is given with sh) and DIR/bin/pip (what ensurepip would put there).
 VENV_STUB = ('python3() { echo "python3 $*" >> "$KIT_CALLS"; mkdir -p "$3/bin"; '
+             'printf \'#!/bin/sh\\necho "venv-python $*" >> "$KIT_CALLS"; [ "$1" = -m ] || exec sh "$@"\\n\' '
+             '> "$3/bin/python"; chmod +x "$3/bin/python"; '
              'printf "#!/bin/sh\\n" > "$3/bin/pip"; chmod +x "$3/bin/pip"; }\n')
 
 
@@ -332,14 +336,61 @@ def test_prepare_unpacks_builds_the_venv_as_the_app_user_and_boots_the_preflight
     assert os.readlink(rel / ".venv") == "../../venvs/h2" and (root / "venvs/h2/.complete").exists()
     # P3: python -m venv and pip run as the app user; the result is made root's afterwards
     assert "runuser -u flasksample" in calls
-    assert f"python3 -m venv {root}/venvs/h2" in calls
-    assert calls.index(f"chown -R -P -h root:root {root}/venvs/h2") > calls.index(f"python3 -m venv {root}/venvs/h2")
+    venv = f"python3 -m venv {root}/venvs/h2 --without-pip"
+    assert venv in calls
+    assert calls.index(f"chown -R -P -h root:root {root}/venvs/h2") > calls.index(venv)
+    # not the system's python (a stub here): the venv gets its own pip through ensurepip
+    assert f"venv-python -m ensurepip --default-pip" in calls
+    assert f"venv-python {root}/venvs/h2/bin/pip install -q --disable-pip-version-check --no-input " \
+           f"-r {rel}/.flasksample/requirements.txt" in calls
     # the preflight: a transient unit with the service's sandbox, checked as the app user
     run = next(c for c in calls if c.startswith("systemd-run "))
     assert "--unit=flasksample-preflight.service" in run and "--property=ProtectSystem=strict" in run
     assert CURL + "--unix-socket /run/flasksample-preflight/gunicorn.sock http://localhost/" in calls
     assert (root / ".kit/lock/token").read_text() == ME.token + "\n"  # held until the switch
     assert not list((root / ".kit").glob("upload.*"))  # the archive is gone
+
+
+def test_with_the_system_python_the_venv_runs_debians_pip_wheel_unpacked_once_by_root(srv, make, tmp_path):
+    """No ensurepip: root unzips and byte-compiles the system's pip wheel once (it never runs
+    it); the app user runs it under the venv's python."""
+    import sys
+    import zipfile
+    s, root, add, point = srv
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    with zipfile.ZipFile(wheels / "pip-99.1-py3-none-any.whl", "w") as z:
+        z.writestr("pip/__init__.py", "")
+        z.writestr("pip/__main__.py", "import os, sys\n"
+                   "open(os.environ['KIT_CALLS'], 'a').write('wheel-pip ' + ' '.join(sys.argv[1:]) + '\\n')\n")
+    py = tmp_path / "python3"  # the system python: makes venvs, else the real one
+    py.write_text(f'#!/bin/sh\necho "python3 $*" >> "$KIT_CALLS"\n'
+                  f'if [ "$1" = -m ] && [ "$2" = venv ]; then mkdir -p "$3/bin"; ln -s {sys.executable} "$3/bin/python"; exit 0; fi\n'
+                  f'exec {sys.executable} "$@"\n')
+    py.chmod(0o755)
+    st = make(base_dir=str(root), health_timeout=1, python=str(py))
+    unit = tmp_path / "flasksample.service"
+    unit.write_text("")
+    text = release.prepare_script(st, R2, "h2", ME, force=False).replace(
+        q("/etc/systemd/system/flasksample.service"), q(str(unit))).replace(
+        "system_python=/usr/bin/python3", f"system_python={py}").replace(
+        "pip_wheels=/usr/share/python-wheels", f"pip_wheels={wheels}")
+    for n in (1, 2):
+        if n == 2:  # requirements changed, after the switch freed the lock
+            shutil.rmtree(root / "venvs" / "h2")
+            shutil.rmtree(root / ".kit" / "lock")
+        result, calls = run_stubbed(root, text, stdin=archive_of(APP_FILES))
+        assert result.returncode == 0, result.stdout + result.stderr
+        pip = root / "venvs" / ".pip-99.1-py3-none-any"
+        assert (pip / "pip" / "__pycache__").is_dir() and (pip / ".complete").exists()
+        assert f"python3 -m venv {root}/venvs/h2 --without-pip" in calls
+        assert not any("ensurepip" in c for c in calls)
+        assert f"wheel-pip install -q --disable-pip-version-check --no-input " \
+               f"-r {root}/releases/{R2}/.flasksample/requirements.txt" in calls
+        # made once: the second build only runs it
+        assert sum(c.startswith("python3 -m compileall") for c in calls) == (1 if n == 1 else 0)
+        assert (root / "venvs/h2/.complete").exists()
+        shutil.rmtree(root / "releases" / R2)
 
 
 def test_a_release_is_readable_by_the_apps_group_and_only_its_static_dir_by_others(prepared_host, make):
