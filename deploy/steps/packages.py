@@ -12,7 +12,9 @@ from deploy import facts
 from deploy.shell import q, scratch
 from deploy.steps import Change
 
-BASE_PACKAGES = ["nginx", "python3-venv", "curl"]
+# python3-pip-whl: the pip the venv step runs (deploy/remote/prepare.sh); python3-venv would add
+# ensurepip, distutils and lib2to3, which the kit does not use.
+BASE_PACKAGES = ["nginx", "python3-pip-whl", "curl"]
 PROGRAM = Path(__file__).with_name("packages.sh")
 
 

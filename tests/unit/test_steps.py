@@ -98,8 +98,8 @@ def test_bare_host_changes_every_step(make, manager):
 
 def test_bare_host_plan_lines(s):
     steps = by_step(plan(s, bare(s)))
-    assert steps["packages"].lines == install_lines(["nginx", "python3-venv", "curl"], 300)
-    assert steps["packages"].summary == "install nginx python3-venv curl"
+    assert steps["packages"].lines == install_lines(["nginx", "python3-pip-whl", "curl"], 300)
+    assert steps["packages"].summary == "install nginx python3-pip-whl curl"
     assert steps["user"].lines == [
         "useradd --system --user-group --home-dir /srv/flasksample --no-create-home "
         "--shell /usr/sbin/nologin flasksample"]
@@ -131,7 +131,7 @@ def test_bare_host_plan_lines(s):
 def test_bare_host_supervisor_plan(make):
     s = make(process_manager="supervisor")
     steps = by_step(plan(s, bare(s)))
-    assert steps["packages"].lines == install_lines(["nginx", "python3-venv", "curl", "supervisor"], 300)
+    assert steps["packages"].lines == install_lines(["nginx", "python3-pip-whl", "curl", "supervisor"], 300)
     conf = templates.render("supervisor/app.conf.j2", s)
     tmpfiles = templates.render("supervisor/tmpfiles.conf.j2", s)
     assert steps["supervisor-units"].lines == [
