@@ -35,6 +35,7 @@ class Cold:
     setup: float  # the script's run for the baseline
     deploy: float  # 0 for the baseline
     serving: float  # after the last command returned, until `/` answered
+    steps: str = ""  # the kit deploy's remote steps, as fab printed them
 
     @property
     def total(self) -> float:
@@ -62,8 +63,9 @@ def kit_cold(h: H.Host, kit: Path | None = None, what: str = "kit", keep=lambda 
         r = keep(f"{what}: first {task} (bare host)", H.fab([h], task, kit=kit))
         if r.rc != 0:
             raise RuntimeError(f"{what}: first {task} failed (exit {r.rc}):\n{r.out}")
-        runs.append(r.wall)
-    return Cold(what, runs[0], runs[1], wait_answer(h.address))
+        runs.append(r)
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in runs[1].steps().items())
+    return Cold(what, runs[0].wall, runs[1].wall, wait_answer(h.address), steps)
 
 
 def script_cold(h: H.Host, log=lambda line: None) -> Cold:
@@ -109,7 +111,7 @@ def main(argv=None) -> int:
                 c = script_cold(h) if v == SCRIPT else kit_cold(h, kits[v], v)
                 results[v].append(c)
                 print(f"round {rnd + 1} {v}: {c.total:.2f}s (setup {c.setup:.2f} + deploy {c.deploy:.2f} "
-                      f"+ until serving {c.serving:.2f}); load {load()}", flush=True)
+                      f"+ until serving {c.serving:.2f}){'; ' + c.steps if c.steps else ''}; load {load()}", flush=True)
         finally:
             H.stop(names, print)
     base = median([c.total for c in results[variants[0]]])
