@@ -88,38 +88,46 @@ step venv
 # the app cannot change the code it runs. Root writes pip's log in its own scratch dir.
 # The venv gets no pip of its own: ensurepip installs and byte-compiles all of pip into every
 # venv, most of a first build's time. When the venv's python is the system's python3, pip is
-# Debian's own wheel (what ensurepip would copy in), unpacked and byte-compiled once by root
-# into $VENVS/.pip-VERSION (root's; root unzips and compiles it, never runs it) and run by the
-# app user under the venv's python. Any other python gets its own pip through ensurepip.
+# Debian's own wheel (what ensurepip would copy in), run by the app user under the venv's
+# python: from the wheel file itself the first time, while root unpacks and byte-compiles it
+# into $VENVS/.pip-VERSION (root's; root unzips and compiles it, never runs it), which later
+# builds run. Any other python gets its own pip through ensurepip.
 system_python=/usr/bin/python3
 pip_wheels=/usr/share/python-wheels
-# system_pip: the unpacked system pip (made once) to run with the venv's python, or nothing.
+# system_pip: sets pip to the system pip to run with the venv's python (empty: none), and
+# starts unpacking it in the background when that is not done yet.
 system_pip() {
   local whl dir
+  pip=
   [ "$(readlink -f "$(command -v "$PYTHON")")" = "$(readlink -f "$system_python")" ] || return 0
   whl=$(find "$pip_wheels" -maxdepth 1 -name 'pip-*.whl' 2> /dev/null | sort -V | tail -n 1)
   [ -n "$whl" ] || return 0
   dir=$VENVS/.$(basename "$whl" .whl)
-  if [ ! -e "$dir/.complete" ]; then
-    find "$VENVS" -maxdepth 1 -name '.pip-*' -exec rm -rf {} + || return 1
-    "$system_python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
-      "$whl" "$dir.partial" || return 1
-    "$system_python" -m compileall -q -j 0 "$dir.partial" > /dev/null || return 1
-    touch "$dir.partial/.complete"
-    mv -T "$dir.partial" "$dir" || return 1
+  if [ -e "$dir/.complete" ]; then
+    pip=$dir/pip
+    return 0
   fi
-  echo "$dir/pip"
+  pip=$whl/pip
+  {
+    find "$VENVS" -maxdepth 1 -name '.pip-*' -exec rm -rf {} + &&
+      "$system_python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
+        "$whl" "$dir.partial" &&
+      "$system_python" -m compileall -q "$dir.partial" &&
+      touch "$dir.partial/.complete" && mv -T "$dir.partial" "$dir"
+  } > /dev/null 2>&1 &
 }
 build_venv() {
-  local pip
+  local pip rc=0
   runuser -u "$APP_USER" -- "$PYTHON" -m venv "$VENV" --without-pip || return 1
-  pip=$(system_pip) || return 1
+  system_pip
   if [ -z "$pip" ]; then
     runuser -u "$APP_USER" -- "$VENV/bin/python" -m ensurepip --default-pip || return 1
     pip=$VENV/bin/pip
   fi
   runuser -u "$APP_USER" -- "$VENV/bin/python" "$pip" install -q --disable-pip-version-check --no-input \
-    -r "$REQUIREMENTS"
+    -r "$REQUIREMENTS" || rc=1
+  wait # the system pip's unpacking, if it ran: only an optimisation for the next build
+  return "$rc"
 }
 if [ ! -e "$VENV/.complete" ]; then
   echo "building venv $REQ_HASH (requirements changed)"
