@@ -27,6 +27,7 @@ from bench import hosts as H
 from bench.events import median
 
 SCRIPT = "hand-written Fabric script"
+WHOLE = "whole host"  # H.Host.CGROUPS
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Cold:
     deploy: float  # 0 for the baseline
     serving: float  # after the last command returned, until `/` answered
     steps: str = ""  # the kit deploy's remote steps, as fab printed them
+    host_cpu: float = 0.0  # CPU seconds the whole host used meanwhile (its cgroups' cpu.stat)
 
     @property
     def total(self) -> float:
@@ -59,25 +61,29 @@ def wait_answer(address: str, contains: str = "Hello World!", timeout: float = 6
 def kit_cold(h: H.Host, kit: Path | None = None, what: str = "kit", keep=lambda what, run: run) -> Cold:
     """The kit's first `fab setup` and `fab deploy` on the bare host h."""
     runs = []
+    cpu0 = h.cpu()[WHOLE]
     for task in ("setup", "deploy"):
         r = keep(f"{what}: first {task} (bare host)", H.fab([h], task, kit=kit))
         if r.rc != 0:
             raise RuntimeError(f"{what}: first {task} failed (exit {r.rc}):\n{r.out}")
         runs.append(r)
     steps = ", ".join(f"{k} {v:.1f}" for k, v in runs[1].steps().items())
-    return Cold(what, runs[0].wall, runs[1].wall, wait_answer(h.address), steps)
+    serving = wait_answer(h.address)
+    return Cold(what, runs[0].wall, runs[1].wall, serving, steps, h.cpu()[WHOLE] - cpu0)
 
 
 def script_cold(h: H.Host, log=lambda line: None) -> Cold:
     """bench/handwritten.py on the bare host h, deploying the kit snapshot's app/."""
     argv = [sys.executable, "-m", "bench.handwritten", "-S", h.ssh_config, h.name, str(H.KIT / "app")]
+    cpu0 = h.cpu()[WHOLE]
     t = time.monotonic()
     p = subprocess.run(argv, cwd=H.REPO, capture_output=True, text=True, timeout=600)
     wall = time.monotonic() - t
     log(f"--- {SCRIPT} (bare host): exit {p.returncode}, {wall:.2f}s\n{(p.stdout + p.stderr).rstrip()}")
     if p.returncode != 0:
         raise RuntimeError(f"{SCRIPT} failed (exit {p.returncode}):\n{p.stdout}{p.stderr}")
-    return Cold(SCRIPT, wall, 0.0, wait_answer(h.address))
+    serving = wait_answer(h.address)
+    return Cold(SCRIPT, wall, 0.0, serving, host_cpu=h.cpu()[WHOLE] - cpu0)
 
 
 def load() -> str:
@@ -111,7 +117,8 @@ def main(argv=None) -> int:
                 c = script_cold(h) if v == SCRIPT else kit_cold(h, kits[v], v)
                 results[v].append(c)
                 print(f"round {rnd + 1} {v}: {c.total:.2f}s (setup {c.setup:.2f} + deploy {c.deploy:.2f} "
-                      f"+ until serving {c.serving:.2f}){'; ' + c.steps if c.steps else ''}; load {load()}", flush=True)
+                      f"+ until serving {c.serving:.2f}); host CPU {c.host_cpu:.1f}s"
+                      f"{'; ' + c.steps if c.steps else ''}; load {load()}", flush=True)
         finally:
             H.stop(names, print)
     base = median([c.total for c in results[variants[0]]])
@@ -119,7 +126,7 @@ def main(argv=None) -> int:
     script = median([c.total for c in results[SCRIPT]]) if SCRIPT in results else None
     for v, cs in results.items():
         m = median([c.total for c in cs])
-        print(f"  {v}: {m:.2f}s  (setup {median([c.setup for c in cs]):.2f}, deploy "
+        print(f"  {v}: {m:.2f}s, host CPU {median([c.host_cpu for c in cs]):.1f}s  (setup {median([c.setup for c in cs]):.2f}, deploy "
               f"{median([c.deploy for c in cs]):.2f}); ×{m / base:.2f} of the first"
               + (f", ×{m / script:.2f} of the script" if script else ""))
     return 0
