@@ -5,7 +5,7 @@ Scripts run as root: directly when connected as root, else through `sudo -n`, or
 password and a password-only round trip showed sudo takes it (so neither a NOPASSWD rule nor
 a wrong password ever makes sudo or the script read a payload line as the password).
 SSH keepalives every `ssh_keepalive` seconds, with TCP_USER_TIMEOUT at 3 of them, end a
-half-open connection; `step_timeout` bounds one script. SSH and sudo failures become one-line
+half-open connection; the socket sends at once (TCP_NODELAY, see `nodelay_transport`); `step_timeout` bounds one script. SSH and sudo failures become one-line
 KitErrors naming the host and the step;
 a script's marker lines (`::step`, `::error`, …; deploy/protocol.py) time its steps and
 give the error a failed script reports; `::progress TEXT` lines are shown while the
@@ -128,6 +128,7 @@ class Remote:
         s = settings.load(self.conn.config, host=settings.host_name(self.label))
         self.keepalive, self.step_timeout = s.ssh_keepalive, s.step_timeout
         view = trust.guard(self.conn, self.label, s.host_key_policy)  # before anything is sent
+        self.conn.connect_kwargs.setdefault("transport_factory", nodelay_transport)
         if self.conn.connect_timeout is None:
             # unbounded, an unreachable host (dropped packets) takes the kernel's SYN retries:
             # ~2 min for each reconnect, e.g. the undo after a connection was lost
@@ -247,6 +248,20 @@ class Remote:
                                "allow NOPASSWD sudo for it or run fab with --prompt-for-sudo-password")
             raise KitError(f"{self.label}: user {self.conn.user} cannot use sudo ({err.strip()})",
                            "connect as root or as a user with sudo rights")
+
+
+def nodelay_transport(sock, **kwargs) -> paramiko.Transport:
+    """paramiko's Transport on a socket with Nagle's algorithm off, as OpenSSH's client does.
+
+    SSH sends many small packets and waits for the answer (key exchange, authentication,
+    opening a channel, a command's exit): with Nagle on, each such exchange could wait for
+    the server's delayed ACK, ~40 ms on Linux (measured: 45 ms per channel open, 0.5 ms without)."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+    return paramiko.Transport(sock, **kwargs)
 
 
 def keep_alive(transport, interval: int) -> None:
