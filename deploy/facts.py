@@ -3,6 +3,12 @@
 `probe_script(probes)` builds the shell that prints one `name<TAB>value` line per probe;
 `parse(output)` turns that back into a dict. Setup steps declare the probes they need and
 compare the answers with what they want, so a second run changes nothing.
+
+Probes of one kind that a single command answers for many arguments (packages, directories,
+file hashes, unit states, paths that exist) are asked together: one process per kind instead
+of one per probe (a host's facts took 120 ms of the server's time that way, ~35 ms now).
+Each batch first prints every key with the answer for "absent", then the command's lines for
+what exists; `parse` keeps the last line of a key.
 """
 from __future__ import annotations
 
@@ -53,14 +59,63 @@ def enabled(unit): return Probe("enabled", unit)
 def active(unit): return Probe("active", unit)
 
 
+UNIT_SUFFIXES = (".service", ".socket", ".timer", ".target", ".path", ".mount", ".slice")
+
+
+def _unit_file(unit: str) -> str:
+    """The unit file systemctl means by `unit` (a name without a suffix is a .service)."""
+    return unit if unit.endswith(UNIT_SUFFIXES) else f"{unit}.service"
+
+
+def _batch(kind: str, args: list[str]) -> list[str]:
+    """Shell answering every probe of `kind` with one command (see the module's docstring)."""
+    words = " ".join(q(a) for a in args)
+    if kind == "pkg":  # installed in any architecture counts as installed
+        return [f"printf 'pkg:%s\\t{MISSING}\\n' {words}",
+                f"{{ dpkg-query -W -f='pkg:${{Package}}\\t${{db:Status-Status}}\\n' {words} 2>/dev/null || true; }}"
+                " | awk -F'\\t' '$2 == \"installed\" {i[$1] = 1} {s[$1] = $2} "
+                "END {for (k in s) print k \"\\t\" (k in i ? \"installed\" : s[k])}'"]
+    if kind == "dir":
+        return [f"printf 'dir:%s\\t{MISSING}\\n' {words}",
+                f"stat --printf 'dir:%n\\t%U:%G:%a\\n' -- {words} 2>/dev/null || true"]
+    if kind == "sha":
+        return [f"printf 'sha:%s\\t{MISSING}\\n' {words}",
+                f"{{ sha256sum -- {words} 2>/dev/null || true; }}"
+                " | sed -n 's/^\\([0-9a-f]\\{64\\}\\)  \\(.*\\)$/sha:\\2\\t\\1/p'"]
+    if kind == "exists":
+        return [f"for kit_p in {words}; do if [ -e \"$kit_p\" ]; then printf 'exists:%s\\tyes\\n' \"$kit_p\"; "
+                "else printf 'exists:%s\\tno\\n' \"$kit_p\"; fi; done"]
+    if kind == "enabled":  # list-unit-files reads the unit files' state as is-enabled does
+        # (an instance such as getty@tty1 is not a file of its own: asked alone)
+        pairs = " ".join(f"{_unit_file(a)} {a}" for a in args)
+        files = " ".join(q(_unit_file(a)) for a in args)
+        return [f"printf 'enabled:%s\\t\\n' {words}",
+                f"{{ systemctl list-unit-files --no-legend --no-pager {files} 2>/dev/null || true; }}"
+                f" | awk -v pairs={q(pairs)} 'BEGIN {{n = split(pairs, a, \" \"); "
+                "for (i = 1; i < n; i += 2) m[a[i]] = a[i + 1]} "
+                "($1 in m) {print \"enabled:\" m[$1] \"\\t\" $2}'"]
+    if kind == "active":  # one line per unit, in order
+        return [f"paste <(printf 'active:%s\\n' {words}) "
+                f"<(systemctl is-active {words} 2>/dev/null || true)"]
+    raise ValueError(kind)
+
+
+BATCHED = ("pkg", "dir", "sha", "exists", "enabled", "active")
+
+
 def probe_script(probes: list[Probe]) -> str:
     """Shell printing `key<TAB>answer` per probe (answers are single lines)."""
-    seen, lines = set(), []
+    seen, lines, batches = set(), [], {}
     for p in probes:
         if p.key in seen:
             continue
         seen.add(p.key)
-        lines.append(f"printf '%s\\t%s\\n' {q(p.key)} \"$({p.command()} | head -n1)\"")
+        if type(p) is Probe and p.kind in BATCHED and not (p.kind == "enabled" and "@" in p.arg):
+            batches.setdefault(p.kind, []).append(p.arg)
+        else:
+            lines.append(f"printf '%s\\t%s\\n' {q(p.key)} \"$({p.command()} | head -n1)\"")
+    for kind, args in batches.items():
+        lines += _batch(kind, args)
     return "\n".join(lines) + "\n"
 
 

@@ -68,7 +68,39 @@ def test_round_trip_through_local_bash(tmp_path, run_bash):
         "cmd:bash": run_bash("command -v bash").stdout.strip(),
         "cmd:no-such-command-kit-test": MISSING,
     }
-    assert len(result.stdout.splitlines()) == len(probes)
+    assert {line.split("\t")[0] for line in result.stdout.splitlines()} == {p.key for p in probes}
+
+
+def test_probes_of_one_kind_are_asked_with_one_command():
+    text = probe_script([facts.pkg("nginx"), facts.pkg("curl"), facts.sha("/a"), facts.sha("/b c"),
+                         facts.enabled("nginx"), facts.enabled("app.socket"),
+                         facts.active("nginx"), facts.active("app.socket")])
+    assert text.count("dpkg-query") == text.count("sha256sum") == 1
+    assert text.count("systemctl list-unit-files") == text.count("systemctl is-active") == 1
+    assert "list-unit-files --no-legend --no-pager nginx.service app.socket" in text
+    # an instance of a template unit has no unit file of its own: asked alone, as before
+    assert facts.enabled("getty@tty1").command() in probe_script([facts.enabled("getty@tty1")])
+
+
+def test_batches_answer_each_key_once_the_last_line_winning(tmp_path, run_bash):
+    files = [tmp_path / name for name in ("a", "b c", "d")]
+    for f in files[:2]:
+        f.write_text(f.name)
+    result = run_bash("set -euo pipefail\n" + probe_script(
+        [facts.sha(str(f)) for f in files] + [facts.dir_(str(f)) for f in files]
+        + [facts.exists(str(f)) for f in files]
+        + [facts.active("no-such-unit-kit-test.service"), facts.active("no-such-unit-kit-2.socket")]
+        + [facts.enabled("no-such-unit-kit-test")]))
+    assert result.returncode == 0, result.stderr
+    got = parse(result.stdout)
+    import hashlib
+    assert [got[f"sha:{f}"] for f in files] == [hashlib.sha256(f.name.encode()).hexdigest()
+                                                for f in files[:2]] + [MISSING]
+    assert got[f"dir:{files[2]}"] == MISSING and got[f"dir:{files[0]}"] != MISSING
+    assert [got[f"exists:{f}"] for f in files] == ["yes", "yes", "no"]
+    assert got["active:no-such-unit-kit-test.service"] in ("", "inactive", "unknown")
+    assert got["active:no-such-unit-kit-2.socket"] in ("", "inactive", "unknown")
+    assert got["enabled:no-such-unit-kit-test"] == ""
 
 
 def test_round_trip_user_probe_reads_name_home_and_shell(run_bash):
