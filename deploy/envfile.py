@@ -32,6 +32,7 @@ app restarted again.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import re
@@ -39,6 +40,7 @@ import textwrap
 
 from deploy import audit, layout, release, settings
 from deploy.errors import KitError
+from deploy.facts import MISSING, Probe
 from deploy.shell import q, script
 
 ESCAPED = ("\\", '"', "$", "`")
@@ -204,6 +206,50 @@ def remote_main():
 
 PROGRAM = "\n\n".join(textwrap.dedent(inspect.getsource(fn))
                       for fn in (edit_env, list_env, remote_main)) + "\n\nremote_main()\n"
+
+
+# -- what `fab setup` reads with the host's other facts ---------------------------------------
+
+BLOCK_BEGIN = "# >>> env: from fabric.yaml (fab setup rewrites these lines)"  # as in edit_env
+BLOCK_END = "# <<< env: from fabric.yaml"
+# A line break for Python's splitlines() (edit_env) inside what awk reads as one line, as bytes.
+_SPLITLINES_BREAKS = r"\015|\013|\014|\034|\035|\036|\302\205|\342\200\250|\342\200\251"
+
+
+class BlockProbe(Probe):
+    """The env file's fabric.yaml block, as the sha256 of its lines (`missing`: no file).
+
+    A file that edit_env would rewrite even with the same block (no final newline, a line
+    break awk and Python split differently, an empty block between markers) answers a digest
+    no block has, so setup hands it to the editing program as before."""
+
+    def __init__(self, path: str):
+        super().__init__("envblock", path)
+
+    def command(self) -> str:
+        a = q(self.arg)
+        find = ("/" + _SPLITLINES_BREAKS + "/ {bad = 1} {line[NR] = $0} "
+                "END {for (i = 1; i <= NR; i++) if (line[i] == b) break; "
+                "for (j = i + 1; j <= NR; j++) if (line[j] == e) break; "
+                "if (i <= NR && j <= NR) {if (j == i + 1) bad = 1; for (k = i + 1; k < j; k++) print line[k]} "
+                "if (bad) print \"\\001unclean\"}")
+        return (f"if [ ! -e {a} ]; then echo {MISSING}; elif [ -n \"$(tail -c1 {a})\" ]; then "
+                f"echo unclean; else awk -v b={q(BLOCK_BEGIN)} -v e={q(BLOCK_END)} {q(find)} {a} "
+                "| sha256sum | cut -c1-64; fi")
+
+
+def block_probe(s) -> BlockProbe:
+    return BlockProbe(layout.env_file(s))
+
+
+def block_in_place(s, f: dict[str, str]) -> bool:
+    """Do the facts show the env file as `fab setup` would leave it (the `env:` setting's
+    lines in its block, nothing else to rewrite)? Then there is nothing to send."""
+    lines = block_lines(s.env)
+    fact = f.get(block_probe(s).key)
+    if fact == MISSING:
+        return not lines  # edit_env leaves a missing file missing when the block is empty
+    return fact == hashlib.sha256("".join(f"{line}\n" for line in lines).encode()).hexdigest()
 
 
 # -- the scripts (pure: settings in, shell text out) ------------------------------------------

@@ -14,6 +14,7 @@ from invoke import Collection
 from invoke.exceptions import Exit
 
 from deploy import audit as audit_log
+from deploy import envfile
 from deploy import release, report, service, settings
 from deploy.tasks import deploy as deployer
 from deploy.tasks import apptasks, secrets
@@ -43,8 +44,10 @@ def setup(fleet, check=False):
             raise KitError(f"setup would change {', '.join(drift)}",
                            "review the diff above, then run fab setup")
         return
-    each(fleet.web, lambda r: provision.setup(r, fleet.settings_for(r)))
-    each(fleet.web, lambda r: secrets.sync_settings(r, fleet.settings_for(r)))  # env: → env file
+    found = each(fleet.web, lambda r: provision.setup(
+        r, fleet.settings_for(r), extra=[envfile.block_probe(fleet.settings_for(r))]))
+    seen = dict(zip((r.label for r in fleet.web), found))
+    each(fleet.web, lambda r: secrets.sync_settings(r, fleet.settings_for(r), seen[r.label]))  # env:
     balance.setup_balancers(fleet)
 
 

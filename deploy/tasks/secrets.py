@@ -6,7 +6,8 @@
     fab -H web1 env.unset LOG_LEVEL
 
 The file's format, where values travel and how a change is applied: deploy/envfile.py.
-`sync_settings(remote, s)` writes the `env:` setting into the same file (`fab setup` calls it).
+`sync_settings(remote, s, facts)` writes the `env:` setting into the same file (`fab setup` calls
+it, with the facts setup read: a block already in place costs no round trip).
 """
 from __future__ import annotations
 
@@ -65,10 +66,13 @@ def apply(remote: Remote, s, payload: str, what: str, audit_what: str) -> bool:
     return changed
 
 
-def sync_settings(remote: Remote, s) -> None:
-    """Write the `env:` setting into the env file's fabric.yaml block (restart if it changed)."""
-    changed = apply(remote, s, envfile.payload(s, block=s.env), "writing env: from fabric.yaml",
-                    "env: from fabric.yaml " + " ".join(sorted(s.env)))
+def sync_settings(remote: Remote, s, facts: dict[str, str] | None = None) -> None:
+    """Write the `env:` setting into the env file's fabric.yaml block (restart if it changed).
+    `facts` with `envfile.block_probe(s)` answered: nothing is sent when they show it in place."""
+    changed = False
+    if facts is None or not envfile.block_in_place(s, facts):
+        changed = apply(remote, s, envfile.payload(s, block=s.env), "writing env: from fabric.yaml",
+                        "env: from fabric.yaml " + " ".join(sorted(s.env)))
     report.host_say(remote.label, report.step_line(
         "app-env", changed, f"env: from fabric.yaml ({len(s.env)} variables) into shared/env"))
 

@@ -39,16 +39,18 @@ def audit_what(changes: list[Change]) -> str:
     return "setup: " + ", ".join(ch.step for ch in changes if ch.changed)
 
 
-def read_facts(remote: Remote, s: Settings, steps=None) -> dict[str, str]:
-    probes = [p for st in steps or ordered(s) for p in st.probes(s)]
+def read_facts(remote: Remote, s: Settings, steps=None, extra=()) -> dict[str, str]:
+    probes = [p for st in steps or ordered(s) for p in st.probes(s)] + list(extra)
     out = remote.must(script(facts.probe_script(probes)), "reading the host's state")
     return facts.parse("\n".join(out.lines))
 
 
-def setup(remote: Remote, s: Settings, steps=None) -> list[Change]:
-    """`steps`: the steps to run (default: an app host's, `deploy.steps.ordered(s)`)."""
+def setup(remote: Remote, s: Settings, steps=None, extra=()) -> dict[str, str]:
+    """`steps`: the steps to run (default: an app host's, `deploy.steps.ordered(s)`);
+    `extra`: probes the caller needs next, read in the same round trip. Returns the facts."""
     started = time.time()
-    changes = plan(s, read_facts(remote, s, steps), steps)
+    f = read_facts(remote, s, steps, extra)
+    changes = plan(s, f, steps)
     timings: dict[str, float] = {}
     if any(ch.changed for ch in changes):
         entry = audit.append_line(s, holder(), audit_what(changes))
@@ -64,7 +66,7 @@ def setup(remote: Remote, s: Settings, steps=None) -> list[Change]:
     report.host_say(remote.label, f"setup done: {verdict} ({time.time() - started:.2f}s)")
     if tls.advice(s):
         report.host_say(remote.label, f"note: {tls.advice(s)}")
-    return changes
+    return f
 
 
 def read_files_script(paths: list[str]) -> str:

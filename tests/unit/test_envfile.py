@@ -230,3 +230,41 @@ def test_change_script_restarts_behind_the_health_gate_and_reverts(tmp_path, man
 def test_list_script_prints_no_values():
     text = envfile.list_script(settings.build({}))
     assert " list /srv/flasksample/shared/env flasksample" in text
+
+
+# -- fab setup's fact about the block: nothing is sent when it shows the block in place ------
+
+KIT_HEADER = envfile.header_lines(settings.Settings())
+BEGIN, END = envfile.BLOCK_BEGIN, envfile.BLOCK_END
+BLOCK_TEXTS = [
+    None, "", "\n".join(KIT_HEADER) + "\n", f"{BEGIN}\nA=\"1\"\n{END}\n", f"{BEGIN}\nA=\"1\"\n{END}\nS=\"x\"\n",
+    f"# c\n\n{BEGIN}\nA=\"1\"\nB=\"t\\ab\"\n{END}\nS=\"x\"\n", f"{BEGIN}\nA=\"1\"\n{END}",  # no final newline
+    f"{BEGIN}\n{END}\nS=\"x\"\n",  # empty block between markers: edit_env drops the markers
+    f"{BEGIN}\nA=\"1\"\r\n{END}\n", f"{BEGIN}\nA=\"1\u2028\"\n{END}\n", f"{BEGIN}\nA=\"1\x85\"\n{END}\n",
+    f"S=\"x\"\n{END}\n{BEGIN}\nA=\"1\"\n", f"{BEGIN}\nA=\"1\"\n", "S=\"x\"\n", f"S=\"1\x0c\"\n",
+    f"{BEGIN}\nA=\"1\"\n{END}\n{BEGIN}\nA=\"2\"\n{END}\n", "ünïcødé=\"✓\"\n",
+]
+
+
+@pytest.mark.parametrize("env", [{}, {"A": "1"}, {"A": "1", "B": "t\\ab"}, {"A": "2"}])
+@pytest.mark.parametrize("text", BLOCK_TEXTS)
+def test_block_fact_says_in_place_only_when_edit_env_would_change_nothing(tmp_path, run_bash, text, env):
+    s = settings.Settings(base_dir=str(tmp_path / "srv"), env=env)
+    path = tmp_path / "srv" / "shared" / "env"
+    path.parent.mkdir(parents=True)
+    if text is not None:
+        path.write_bytes(text.encode())
+    probe = envfile.block_probe(s)
+    assert probe.arg == str(path)
+    from deploy.facts import parse, probe_script
+    result = run_bash("set -euo pipefail\nexport LC_ALL=C\n" + probe_script([probe]))
+    assert result.returncode == 0, result.stderr
+    old = text or ""
+    new, _ = envfile.edit_env(old, KIT_HEADER, {}, [], envfile.block_lines(env))
+    in_place = envfile.block_in_place(s, parse(result.stdout))
+    assert in_place == (new == old), (text, env)
+
+
+def test_the_block_markers_are_those_of_the_editing_program():
+    text, _ = envfile.edit_env("", [], {}, [], ['A="1"'])
+    assert text.splitlines() == [envfile.BLOCK_BEGIN, 'A="1"', envfile.BLOCK_END]
