@@ -38,7 +38,7 @@ import json
 import re
 import textwrap
 
-from deploy import audit, layout, release, settings
+from deploy import audit, layout, settings
 from deploy.errors import KitError
 from deploy.facts import MISSING, Probe
 from deploy.shell import q, script
@@ -278,6 +278,8 @@ def change_script(s, who, what: str = "env change") -> str:
     runs, give it a new master (hand-over) behind the health gate, putting the previous file
     back if unhealthy (deploy/remote/env_change.sh). A change is recorded in the audit log as
     `what` (names only, never values)."""
+    from deploy import release
+
     return release.run("env_change", s, who, ENV_PROGRAM=PROGRAM,
                        ENV_PREV=f"{layout.kit_dir(s)}/{BACKUP}", AUDIT_WHAT=audit.clean(what))
 

@@ -20,12 +20,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
-from fabric import Connection
+from typing import TYPE_CHECKING
 
-from deploy import settings as settings_mod
 from deploy.cli import kit_task
 from deploy.errors import KitError
-from deploy.runner import Remote
+
+if TYPE_CHECKING:  # imported when a task resolves its hosts: `fab --list` needs neither
+    from fabric import Connection
+
+    from deploy import settings as settings_mod
+    from deploy.runner import Remote
 
 # Hosts worked on at once; the `parallel` setting of the run sets it (see `resolve`).
 _limit = 10
@@ -44,6 +48,8 @@ class HostRef:
 
 
 def parse_host(text: str, where: str = "-H") -> HostRef:
+    from deploy import settings as settings_mod
+
     m = settings_mod.HOST_RE.fullmatch(text.strip())
     if not m:
         raise KitError(f"{text!r} in {where} is not a host",
@@ -116,6 +122,8 @@ def first_call(task: str, calls: int) -> bool:
 
 def connection(c, ref: HostRef) -> Connection:
     """A Connection for `ref` with the run's config (ssh_config, -i, user:, timeouts)."""
+    from fabric import Connection
+
     return Connection(ref.text, config=c.config)
 
 
@@ -153,6 +161,9 @@ def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None 
     """The run's hosts for `task` (those of `roles`), settings validated for every host
     before any connection, then every host connected (its key checked) before any is
     touched. None when an earlier call of the same task already did the work."""
+    from deploy import settings as settings_mod
+    from deploy.runner import Remote
+
     cli = cli_hosts()
     if not first_call(key or task, max(1, len(cli))):
         return None

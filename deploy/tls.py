@@ -12,10 +12,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from typing import TYPE_CHECKING
 
 from deploy.errors import KitError
+
+if TYPE_CHECKING:  # cryptography is imported where a certificate is read (tls: files, fab status)
+    from cryptography import x509
 
 MODES = ("off", "acme", "files")
 ACME_DIRECTORIES = {
@@ -65,6 +67,8 @@ def _read(p: Path, what: str, setting: str) -> bytes:
 
 
 def load_chain(pem: bytes, where: str) -> list[x509.Certificate]:
+    from cryptography import x509
+
     try:
         chain = x509.load_pem_x509_certificates(pem)
     except ValueError:
@@ -76,6 +80,9 @@ def load_chain(pem: bytes, where: str) -> list[x509.Certificate]:
 
 
 def info(cert: x509.Certificate) -> CertInfo:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = san.get_values_for_type(x509.DNSName)
@@ -86,12 +93,16 @@ def info(cert: x509.Certificate) -> CertInfo:
 
 
 def _spki(key) -> bytes:
+    from cryptography.hazmat.primitives import serialization
+
     return key.public_bytes(serialization.Encoding.DER,
                             serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
 def check_pair(cert_path: Path, key_path: Path, now: dt.datetime | None = None) -> CertInfo:
     """Read and check a certificate chain and its key; return the leaf certificate's facts."""
+    from cryptography.hazmat.primitives import serialization
+
     chain = load_chain(_read(cert_path, "certificate", "tls_cert"), f"tls_cert {cert_path}")
     key_pem = _read(key_path, "key", "tls_key")
     try:

@@ -7,8 +7,15 @@ Each host looks like a fresh cloud VM: systemd as PID 1, sshd on port 22 at 10.2
     host = up()            # SandboxHost(name="fs1", address="10.231.1.2", ...)
     down(host.name)
 """
-from deploy.sandbox.manager import down, list_hosts, restart, up
-from deploy.sandbox.paths import state_dir
-from deploy.sandbox.state import SandboxHost
-
 __all__ = ["up", "down", "restart", "list_hosts", "SandboxHost", "state_dir"]
+_FROM = {"up": "manager", "down": "manager", "restart": "manager", "list_hosts": "manager",
+         "SandboxHost": "state", "state_dir": "paths"}
+
+
+def __getattr__(name: str):
+    """The names above, imported on first use: `fab` loads this package for its task list."""
+    if name not in _FROM:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(f"{__name__}.{_FROM[name]}"), name)

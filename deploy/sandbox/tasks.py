@@ -2,7 +2,7 @@
 from invoke import Collection
 
 from deploy.cli import kit_task, say
-from deploy.sandbox import image, manager
+from deploy.sandbox import image
 
 
 @kit_task(help={"name": "host name (default: next free fsN), ^[a-z][a-z0-9-]{0,15}$",
@@ -11,6 +11,8 @@ from deploy.sandbox import image, manager
                            f"default {image.DEFAULT_RELEASE}"})
 def up(c, name=None, reuse=False, release=image.DEFAULT_RELEASE):
     """Start a throwaway Debian host (12 by default, --release trixie for 13) and print how to reach it."""
+    from deploy.sandbox import manager
+
     running = {h.name: h for h, state in manager.host_states() if state == "running"}
     host = running[name] if reuse and name in running else manager.up(name, log=say, release=release)
     say(f"{host.name} is up at {host.address} ({image.RELEASES[host.release]}, user {host.user}, "
@@ -22,6 +24,8 @@ def up(c, name=None, reuse=False, release=image.DEFAULT_RELEASE):
 @kit_task(help={"name": "host to remove (default: all sandbox hosts)"})
 def down(c, name=None):
     """Stop and remove one sandbox host, or all of them."""
+    from deploy.sandbox import manager
+
     removed = manager.down(name)
     say(f"removed {', '.join(removed)}" if removed else "no sandbox hosts to remove")
 
@@ -29,6 +33,8 @@ def down(c, name=None):
 @kit_task(name="list")
 def list_(c):
     """One line per sandbox host: name, address, state, release."""
+    from deploy.sandbox import manager
+
     hosts = manager.host_states()
     if not hosts:
         say("no sandbox hosts (start one: fab sandbox.up)")

@@ -15,14 +15,23 @@ import getpass
 import secrets as secrets_mod
 import sys
 
+from typing import TYPE_CHECKING
+
 from invoke import Collection
 
-from deploy import envfile
-from deploy.lock import holder
+from deploy import report
 from deploy.errors import KitError
 from deploy.fleet import each, on_hosts
-from deploy.runner import Remote
-from deploy import report
+
+if TYPE_CHECKING:
+    from deploy.runner import Remote
+
+
+def _envfile():
+    """deploy.envfile, imported when a task uses it (not for `fab --list`)."""
+    from deploy import envfile
+
+    return envfile
 
 MASK = "********"
 
@@ -41,7 +50,7 @@ def read_value(name: str) -> str:
     if value == "":
         raise KitError(f"no value given for {name}",
                        f"type it at the prompt or pipe it in; for an empty value: fab env.set {name}=")
-    return envfile.check_value(name, value)
+    return _envfile().check_value(name, value)
 
 
 def _report(remote: Remote, out) -> bool:
@@ -59,7 +68,9 @@ def _report(remote: Remote, out) -> bool:
 def apply(remote: Remote, s, payload: str, what: str, audit_what: str) -> bool:
     """Send the changes (on stdin) and apply them; True when the env file changed (then the
     audit log records `audit_what`: names only)."""
-    out = remote.run(envfile.change_script(s, holder(), audit_what), stdin=payload)
+    from deploy.lock import holder
+
+    out = remote.run(_envfile().change_script(s, holder(), audit_what), stdin=payload)
     changed = _report(remote, out)
     if not out.ok:
         raise remote.failure(out, what)
@@ -69,6 +80,7 @@ def apply(remote: Remote, s, payload: str, what: str, audit_what: str) -> bool:
 def sync_settings(remote: Remote, s, facts: dict[str, str] | None = None) -> None:
     """Write the `env:` setting into the env file's fabric.yaml block (restart if it changed).
     `facts` with `envfile.block_probe(s)` answered: nothing is sent when they show it in place."""
+    envfile = _envfile()
     changed = False
     if facts is None or not envfile.block_in_place(s, facts):
         changed = apply(remote, s, envfile.payload(s, block=s.env), "writing env: from fabric.yaml",
@@ -77,11 +89,12 @@ def sync_settings(remote: Remote, s, facts: dict[str, str] | None = None) -> Non
         "app-env", changed, f"env: from fabric.yaml ({len(s.env)} variables) into shared/env"))
 
 
-@on_hosts(name="set", check=lambda assignment: envfile.parse_argument(assignment),
+@on_hosts(name="set", check=lambda assignment: _envfile().parse_argument(assignment),
           help={"assignment": "NAME=VALUE, or NAME alone to be asked for the value "
                               "(hidden prompt, or stdin when piped)"})
 def set_(fleet, assignment):
     """Set one variable in the app's environment on every web host and restart it (zero-drop)."""
+    envfile = _envfile()
     name, value = envfile.parse_argument(assignment)
     for r in fleet.web:
         if name in fleet.settings_for(r).env:
@@ -93,10 +106,11 @@ def set_(fleet, assignment):
                                     f"setting {name}", f"env.set {name}"))
 
 
-@on_hosts(name="unset", check=lambda name: envfile.check_name(name),
+@on_hosts(name="unset", check=lambda name: _envfile().check_name(name),
           help={"name": "the variable to remove"})
 def unset(fleet, name):
     """Remove one variable from the app's environment on every web host and restart it."""
+    envfile = _envfile()
     each(fleet.web, lambda r: apply(r, fleet.settings_for(r),
                                     envfile.payload(fleet.settings_for(r), unsets=[name]),
                                     f"removing {name}", f"env.unset {name}"))
@@ -104,6 +118,7 @@ def unset(fleet, name):
 
 def _variables(r: Remote, s, salt: str) -> dict[str, tuple[str, str]] | None:
     """{name: (source, digest)} on one host; None when it has no env file."""
+    envfile = _envfile()
     out = r.must(envfile.list_script(s), "reading the env file")
     if out.marker("missing") is not None:
         return None

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from invoke import Collection
 
-from deploy import report, tlsserver
+from deploy import report
 from deploy.errors import KitError
 from deploy.fleet import each, on_hosts
-from deploy.shell import script
 
 
 def renew_one(remote, s) -> None:
+    from deploy import tlsserver
+    from deploy.shell import script
+
     if s.tls != "acme":
         raise KitError(f"{remote.label}: tls is {s.tls!r}, not acme: nothing to renew",
                        "with tls: files, point tls_cert/tls_key at the new pair and run fab setup")

@@ -148,7 +148,7 @@ def test_app_name_may_not_be_the_login_user(run, monkeypatch):
 
     monkeypatch.setattr(settings, "RESERVED_NAMES", frozenset())  # 'deploy' is reserved too
     real_load = settings.load
-    monkeypatch.setattr(fleet.settings_mod, "load", lambda config, host=None: settings.build(
+    monkeypatch.setattr(settings, "load", lambda config, host=None: settings.build(
         {"app_name": "deploy"}) if host else real_load(config))
     with pytest.raises(KitError, match="app_name 'deploy' is the account fab logs in as"):
         run(["deploy@a"])

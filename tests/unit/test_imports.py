@@ -1,0 +1,66 @@
+"""fab's start-up: a task loads only what it needs (structure, never timing).
+
+Every `fab` run imports the task table (deploy/fabfile.py) before it does anything; each task
+imports the modules it works with when it runs. Checked in a fresh interpreter: which modules
+`sys.modules` holds after the table, and after planning a setup (what a no-op `fab setup`
+does locally, without the SSH part).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from deploy.settings import PROJECT_ROOT
+
+# Not needed to list the tasks or start one: the deploy, packing, TLS, templating and
+# sandbox code, and the libraries behind them.
+HEAVY_FOR_THE_TABLE = [
+    "jinja2", "cryptography.x509", "yaml", "tomllib", "tarfile", "uuid",
+    "deploy.settings", "deploy.tls", "deploy.templates", "deploy.runner", "deploy.trust",
+    "deploy.knownhosts", "deploy.release", "deploy.package", "deploy.requirements",
+    "deploy.envfile", "deploy.tasks.deploy", "deploy.tasks.setup", "deploy.tasks.balance",
+    "deploy.tasks.overview", "deploy.sandbox.manager", "deploy.sandbox.machine", "deploy.init",
+]
+# Not needed by setup on an app host (tls: off).
+HEAVY_FOR_SETUP = [
+    "cryptography.x509", "tomllib", "tarfile", "uuid", "deploy.package", "deploy.requirements",
+    "deploy.release", "deploy.tasks.deploy", "deploy.tasks.balance", "deploy.balancer",
+    "deploy.tasks.overview", "deploy.sandbox.manager", "deploy.init", "deploy.health",
+]
+
+
+def loaded_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after `import fabric` and then `code`, beyond
+    those `import fabric` loaded itself (fab has imported Fabric before it reads a fabfile)."""
+    probe = ("import json, sys\nimport fabric\nbefore = set(sys.modules)\n" + code +
+             "\nprint(json.dumps(sorted(set(sys.modules) - before)))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_the_task_table_imports_no_heavy_module():
+    loaded = loaded_after("import fabfile")
+    assert "deploy.fabfile" in loaded
+    assert sorted(m for m in HEAVY_FOR_THE_TABLE if m in loaded) == []
+
+
+def test_the_flasksample_program_imports_no_heavy_module():
+    loaded = loaded_after("from deploy.main import make_program\nmake_program()")
+    assert sorted(m for m in HEAVY_FOR_THE_TABLE if m in loaded) == []
+
+
+def test_planning_a_setup_imports_only_what_setup_needs():
+    loaded = loaded_after(
+        "from deploy import envfile, fabfile, runner, settings, trust\n"
+        "from deploy.steps import ordered\n"
+        "from deploy.tasks import setup as provision\n"
+        f"s = settings.build({{}}, project_dir={str(PROJECT_ROOT)!r})\n"
+        "steps = ordered(s)\n"
+        "probes = [p for st in steps for p in st.probes(s)] + [envfile.block_probe(s)]\n"
+        "provision.plan(s, {}, steps)\n"
+        "envfile.block_in_place(s, {})\n")
+    assert {"jinja2", "deploy.tasks.setup", "deploy.steps.units"} <= loaded  # it did plan
+    assert sorted(m for m in HEAVY_FOR_SETUP if m in loaded) == []
