@@ -186,12 +186,43 @@ def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None 
     members = [Member(r.name, by_name[r.name].upstream_address or conns[r.name].host)
                for r in t.members]
     in_run = {r.name for r in web + lb}
-    fleet = Fleet([Remote(conns[r.name]) for r in web], [Remote(conns[r.name]) for r in lb],
+
+    def remote(r: HostRef) -> Remote:
+        return Remote(conns[r.name], settings=by_name[r.name])
+
+    fleet = Fleet([remote(r) for r in web], [remote(r) for r in lb],
                   lambda remote: by_name[remote.label], members,
-                  [Remote(conns[r.name]) for r in t.members if r.name not in in_run])
+                  [remote(r) for r in t.members if r.name not in in_run])
     if connect:
-        each(fleet.hosts, lambda r: r.connect())
+        connect_in_background(fleet.hosts)
     return fleet
+
+
+def connect_in_background(remotes: list[Remote]) -> None:
+    """Connect every host (as `each` does) while the task goes on with its local work
+    (imports, templates, packing): the first use of any of them waits until all are
+    connected, and raises what `each` raised, so a host that cannot be reached or whose key
+    is refused still stops the task before any host is touched."""
+    outcome: list[BaseException] = []
+
+    def work():
+        try:
+            each(remotes, lambda r: r.open())
+        except BaseException as e:  # handed to the task's thread by wait()
+            outcome.append(e)
+
+    thread = threading.Thread(target=work, name="kit-connect", daemon=True)
+
+    def wait():
+        thread.join()
+        if outcome:
+            raise outcome[0]
+        for r in remotes:
+            r.pending = None
+
+    for r in remotes:
+        r.pending = wait
+    thread.start()
 
 
 def on_hosts(roles: tuple[str, ...] = ("web",), connect: bool = True, check=None, **task_kwargs):
@@ -236,7 +267,8 @@ def each(remotes: list, fn, parallel: bool = True, bounded: bool = True) -> list
             try:
                 results.append(fut.result())
             except KitError as e:
-                errors.append(e)
+                if not any(e is seen for seen in errors):  # hosts waiting on one connect
+                    errors.append(e)
                 results.append(None)
     if errors:
         raise errors[0] if len(errors) == 1 else KitError(

@@ -112,20 +112,30 @@ class Remote:
     keepalive = settings.Settings.ssh_keepalive
     step_timeout = settings.Settings.step_timeout
 
-    def __init__(self, conn, label: str | None = None):
+    def __init__(self, conn, label: str | None = None, settings: settings.Settings | None = None):
         self.conn = conn
         self.label = label or conn.original_host
+        self.settings = settings  # this host's, validated by the caller (else loaded here)
         self._sudo: str | None = None  # 'nopasswd' | 'password' once probed
+        # set while the run's hosts connect in the background (deploy.fleet): waits for all
+        # of them and raises what connecting any of them raised
+        self.pending = None
 
     @property
     def as_root(self) -> bool:
         return self.conn.user == "root"
 
     def connect(self) -> None:
+        if self.pending is not None:
+            self.pending()
+        self.open()
+
+    def open(self) -> None:
+        """Connect now (host key checked before anything is sent); one-line KitErrors."""
         host, port, user = self.conn.host, self.conn.port, self.conn.user
         if self.conn.is_connected:
             return
-        s = settings.load(self.conn.config, host=settings.host_name(self.label))
+        s = self.settings or settings.load(self.conn.config, host=settings.host_name(self.label))
         self.keepalive, self.step_timeout = s.ssh_keepalive, s.step_timeout
         view = trust.guard(self.conn, self.label, s.host_key_policy)  # before anything is sent
         self.conn.connect_kwargs.setdefault("transport_factory", nodelay_transport)
