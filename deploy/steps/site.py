@@ -49,8 +49,21 @@ def apply_lines(s, content: str) -> list[str]:
         f"grep -E 'emerg|error' {test_log} | head -n 3 || true; "
         + fail("nginx -t rejected the new site; the previous config was put back",
                "read the lines above; fix and run again") + "; fi",
-        "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi",
+        f"if systemctl is-active -q nginx; then {RELOAD}; else systemctl start nginx; fi",
     ]
+
+
+# `systemctl reload nginx` only signals the master: it returns before the new configuration
+# serves. Setup returns once it does: every worker of the old one has exited or stopped
+# accepting (nginx retitles it "worker process is shutting down" as it closes its listening
+# sockets); at most 5 s (a master that could not load the new config keeps its workers).
+RELOAD = ("kit_old=; if [ -s /run/nginx.pid ]; then "
+          "kit_old=$(pgrep -d ' ' -x -P \"$(cat /run/nginx.pid)\" nginx || true); fi; "
+          "systemctl reload nginx; "
+          "for kit_i in $(seq 250); do kit_left=; for kit_p in $kit_old; do "
+          "case \"$(tr -d '\\0' < /proc/$kit_p/cmdline 2>/dev/null)\" in "
+          "''|*'shutting down'*) ;; *) kit_left=1 ;; esac; done; "
+          "[ -z \"$kit_left\" ] && break; sleep 0.02; done")
 
 
 class NginxSite:

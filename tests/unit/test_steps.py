@@ -300,13 +300,24 @@ def test_changed_supervisor_conf_rereads_and_updates(make):
 
 
 def test_edited_nginx_site_is_rewritten_behind_nginx_t(s):
-    from deploy.steps.site import apply_lines
+    from deploy.steps.site import RELOAD, apply_lines
     f = converged(s)
     f[f"sha:{SITE}"] = "0" * 64
     ch = by_step(plan(s, f))["nginx-site"]
     assert ch.lines == apply_lines(s, templates.render("nginx/site.conf.j2", s))
-    assert ch.lines[-1] == \
-        "if systemctl is-active -q nginx; then systemctl reload nginx; else systemctl start nginx; fi"
+    assert ch.lines[-1] == f"if systemctl is-active -q nginx; then {RELOAD}; else systemctl start nginx; fi"
+    assert RELOAD.startswith("kit_old=") and "systemctl reload nginx;" in RELOAD
+
+
+def test_the_site_reload_returns_once_the_old_workers_stopped_accepting(tmp_path, run_bash):
+    from deploy.steps.site import RELOAD
+    # a fake nginx master's pid file, with no worker: nothing to wait for
+    text = RELOAD.replace("/run/nginx.pid", str(tmp_path / "nginx.pid")).replace(
+        "systemctl reload nginx", "echo reloaded")
+    (tmp_path / "nginx.pid").write_text("999999\n")
+    result = run_bash("set -euo pipefail\n" + text + "\necho done")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["reloaded", "done"]
 
 
 def test_default_site_back_means_rewrite(s):
