@@ -174,12 +174,13 @@ class Remote:
     def _call(self, command: str, feed: str, *, what=None, stream=False, progress=None, out=None):
         """conn.run with the kit's timeouts; a dropped or silent connection → KitError."""
         sink = ProgressLines(progress, out if out is not None else sys.stdout if stream else None)
+        timeout = None if stream or not self.step_timeout else self.step_timeout
+        began = time.monotonic()
         try:
             result = self.conn.run(command, pty=False, hide=None if stream else "stderr",
                                    warn=True, out_stream=sink, err_stream=out,
                                    in_stream=WholeStream(feed) if feed else False,
-                                   timeout=None if stream or not self.step_timeout
-                                   else self.step_timeout)
+                                   timeout=timeout)
         except UnexpectedExit as e:  # only reached if warn is overridden by config
             result = e.result
         except CommandTimedOut:
@@ -187,6 +188,10 @@ class Remote:
         except (paramiko.SSHException, OSError, EOFError, ThreadException) as e:
             raise self.lost(what, sink.step, f"the connection was lost ({type(e).__name__})") from None
         transport = getattr(self.conn, "transport", None)
+        if result.exited == -1 and timeout and time.monotonic() - began >= timeout:
+            # invoke's timer closed the channel, but its thread had not ended when invoke
+            # asked whether it had fired (a busy machine): no CommandTimedOut came
+            raise self.lost(what, sink.step, f"no end after step_timeout={self.step_timeout}s")
         if result.exited == -1 and transport is not None and not transport.is_active():
             raise self.lost(what, sink.step, f"the connection was lost (no answer for "
                                              f"{self.keepalive * KEEPALIVE_COUNT}s)")
