@@ -592,7 +592,8 @@ def switch(srv, rel, who=ME, **kw):
 
 
 @pytest.mark.parametrize("new_venv, inactive, expected", [
-    ("h1", 0, ["systemctl reload flasksample.service"]),      # same requirements: graceful reload
+    ("h1", 0, ["systemctl show -p MainPID --value flasksample.service",  # same requirements:
+               "systemctl reload flasksample.service"]),     # HUP (no master in the stub: systemctl's)
     ("h2", 0, ["systemctl show -p MainPID --value flasksample.service",   # the venv changed: a new
                "systemctl restart flasksample.service"]),     # master (hand-over; none runs here)
     ("h1", 1, ["systemctl start flasksample.service"]),       # not running: start
@@ -641,6 +642,22 @@ def test_systemd_handover(srv, make, tmp_path, old, ready_after, rc, tail):
     if rc:
         assert "was not ready within" in result.stdout and "the old one still serves" in result.stdout
         assert calls.count("kill -USR2 100") > 1  # repeated while a handed-over master is not promoted
+
+
+@pytest.mark.parametrize("pid, expected", [("100", ["kill -HUP 100"]),
+                                          ("0", ["systemctl reload flasksample.service"])])
+def test_systemd_reload_signals_the_master_itself(srv, make, pid, expected):
+    """HUP straight to MainPID, as the unit's ExecReload would, without systemd starting a
+    /bin/kill in the unit's sandbox; no main process: `systemctl reload`."""
+    _, root, *_ = srv
+    s = make(base_dir=str(root))
+    shown = root.parent / "shown"
+    shown.write_text("0")
+    text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+    result, calls = run_stubbed(root, text + HANDOVER_STUBS + "\nmgr_reload\n", KIT_OLD=pid,
+                                KIT_READY_AFTER=10**9, KIT_SHOWN=shown)
+    assert result.returncode == 0, result.stderr
+    assert calls == ["systemctl show -p MainPID --value flasksample.service", *expected]
 
 
 @pytest.mark.parametrize("manager, restart, running", [
@@ -699,7 +716,8 @@ def test_switch_runs_health_gates_records_previous_and_finishes(srv):
     assert os.readlink(root / "previous") == f"releases/{R1}"
     assert f"::previous {R1}" in result.stdout.splitlines()
     assert re.findall(r"::step (\w+)", result.stdout) == ["switch", "health", "finish"]
-    assert calls[:2] == ["systemctl is-active -q flasksample.service", "systemctl reload flasksample.service"]
+    assert calls[:3] == ["systemctl is-active -q flasksample.service",
+                         "systemctl show -p MainPID --value flasksample.service", "systemctl reload flasksample.service"]
     assert sum(c.startswith("curl ") for c in calls) == 3
     assert re.fullmatch(rf"\S+Z deployed {R2} by me@box\n", (root / ".kit/deploys.log").read_text())
     assert not (root / ".kit" / "lock").exists()
