@@ -121,10 +121,15 @@ def first_call(task: str, calls: int) -> bool:
 
 
 def connection(c, ref: HostRef) -> Connection:
-    """A Connection for `ref` with the run's config (ssh_config, -i, user:, timeouts)."""
+    """A Connection for `ref` with the run's config (ssh_config, -i, user:, timeouts), running
+    commands with the kit's runner (no polling)."""
     from fabric import Connection
 
-    return Connection(ref.text, config=c.config)
+    from deploy.runner import EventRunner
+
+    conn = Connection(ref.text, config=c.config)
+    conn.config.runners.remote = EventRunner
+    return conn
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from deploy.tasks import deploy as deployer
 from deploy.errors import KitError
-from deploy.runner import Outcome, ProgressLines, Remote, parse_output, root_command
+from deploy.runner import EventRunner, Outcome, ProgressLines, Remote, parse_output, root_command
 from deploy.shell import q
 
 
@@ -285,6 +285,7 @@ def ssh_remote(tmp_path, on_exec, label="web1", **kit):
                                       "pkey": paramiko.ECDSAKey.generate(),
                                       "look_for_keys": False, "allow_agent": False})
     conn.ssh_config = {"userknownhostsfile": str(kh), "globalknownhostsfile": "none"}
+    conn.config.runners.remote = EventRunner  # as deploy.fleet.connection sets it
     return Remote(conn, label)
 
 
@@ -434,3 +435,25 @@ def test_rollback_finds_every_hosts_target_before_switching_any(monkeypatch, mak
     with pytest.raises(KitError, match="b: finding the release to roll back to failed"):
         deployer.rollback([Host("a", log), Host("b", log)], lambda r: s)
     assert [name for _, name in log] == ["rollback_target", "rollback_target"]
+
+
+# -- EventRunner -----------------------------------------------------------------------------
+
+def test_event_runner_sends_stdin_at_once_and_waits_for_the_exit_event():
+    """No 10 ms polling: stdin in one piece then closed, and wait() returns once paramiko sets
+    the exit-status event (here from another thread, 0.1 s later)."""
+    import threading
+
+    from deploy.runner import WholeStream
+
+    status = threading.Event()
+    sent = []
+    channel = SimpleNamespace(status_event=status, exit_status_ready=status.is_set,
+                              sendall=sent.append, shutdown_write=lambda: sent.append("EOF"))
+    runner = object.__new__(EventRunner)
+    runner.channel, runner.threads, runner.encoding = channel, {}, "utf-8"
+    runner.handle_stdin(WholeStream("x" * 50_000), None, False)
+    assert sent == [b"x" * 50_000, "EOF"]
+    threading.Timer(0.1, status.set).start()
+    runner.wait()
+    assert status.is_set()
