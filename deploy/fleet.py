@@ -180,10 +180,12 @@ def resolve(c, task: str, roles: tuple[str, ...] = ("web",), *, key: str | None 
         wanted = " or ".join(roles)
         raise KitError(f"`fab {task}` works on {wanted} hosts and this run has none",
                        f"name them with -H or list them under servers: {roles[0]}: [...]")
-    by_name = {r.name: settings_mod.load(c.config, host=r.name) for r in t.members + web + lb}
+    # each host once (a web host is usually a member too): its spelling in the run wins
+    refs = list({r.name: r for r in t.members + web + lb}.values())
+    by_name = {r.name: settings_mod.load(c.config, host=r.name) for r in refs}
     global _limit
     _limit = base.parallel
-    conns = {r.name: connection(c, r) for r in t.members + web + lb}
+    conns = {r.name: connection(c, r) for r in refs}
     for r in web:  # before any connection: the app must not be the account fab logs in as
         if conns[r.name].user == by_name[r.name].app_name:
             raise KitError(f"{r.name}: app_name '{conns[r.name].user}' is the account fab logs in "

@@ -84,19 +84,25 @@ class Rotation:
         self.tls_ready = balancer.tls_ready(conf)
         self.now = set(self.before)
         self.changed = False
+        # what each balancer's config is known to say (read now, or written since)
+        self.known = {fleet.lb[0].label: conf} if fleet.lb else {}
 
     def _write(self, names: set[str], down: set[str], what: str) -> None:
         members = [m for m in self.fleet.members if m.name in names]
 
-        def change(lb: Remote):
+        def change(lb: Remote) -> bool:
             s = self.fleet.settings_for(lb)
-            lb.must(balancer.change_script(s, balancer.render(s, members, down, self.tls_ready), s.proxy_timeout),
-                    f"updating the load balancer ({what})")
+            content = balancer.render(s, members, down, self.tls_ready)
+            if self.known.get(lb.label) == content.splitlines():
+                return False  # already says so (switch_batch 0: nothing drained, nobody new)
+            lb.must(balancer.change_script(s, content, s.proxy_timeout), f"updating the load balancer ({what})")
+            self.known[lb.label] = content.splitlines()
+            return True
 
-        each(self.fleet.lb, change)
-        self.changed = True
-        for lb in self.fleet.lb:
-            report.host_say(lb.label, what)
+        for lb, wrote in zip(self.fleet.lb, each(self.fleet.lb, change)):
+            if wrote:
+                self.changed = True
+                report.host_say(lb.label, what)
 
     def drain(self, batch: list[Remote]) -> None:
         names = {r.label for r in batch} & self.now

@@ -120,6 +120,14 @@ def test_rotation_never_drains_every_host_and_adds_new_hosts_after_their_switch(
     assert confs(lb) == [["web1", "web2", "web3"]]
 
 
+def test_rotation_leaves_a_balancer_alone_that_already_lists_every_host():
+    rot, web, lb = rotation_for(["web1", "web2", "web3"])
+    rot.drain(web)                                  # switch_batch 0: no drain
+    rot.undrain(web)                                # nobody new: no round trip, no nginx reload
+    rot.restore()
+    assert confs(lb) == [] and len(lb.ran) == 1     # only the read
+
+
 def test_rotation_restore_puts_back_what_the_balancer_listed_before():
     rot, web, lb = rotation_for(["web1", "web2"])
     rot.drain([web[0]])
