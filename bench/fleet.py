@@ -106,7 +106,9 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=1, help="deploys per row (medians)")
     ap.add_argument("--no-load", action="store_true", help="no clients during the deploys")
     ap.add_argument("--against", metavar="REV", help="also deploy with the kit at REV, interleaved "
-                    "with HEAD's (REV, HEAD, REV, HEAD …): an A/B in one run")
+                    "with HEAD's (REV, HEAD, REV, HEAD …; each measured deploy follows an unmeasured "
+                    "one with the same kit, whose gunicorn config started the workers it retires): "
+                    "an A/B in one run")
     args = ap.parse_args()
     counts = [int(n) for n in args.counts.split(",")]
     batch_values = [int(b) for b in args.batches.split(",")]
@@ -136,6 +138,9 @@ def main() -> int:
                 runs: dict[str, list[dict]] = {k: [] for k, _ in kits}
                 for i in range(args.reps):
                     for k, kit in kits:
+                        if args.against:  # the workers a deploy retires were started by this kit
+                            cfg = config(work, f"n{n}b{batch}r{i}{k}w", web[:n], lb, batch)
+                            fab(ssh_config, cfg, "deploy", kit=kit)
                         cfg = config(work, f"n{n}b{batch}r{i}{k}", web[:n], lb, batch)
                         r = deploy_row(ssh_config, cfg, hosts[:n], lb_url, kit)
                         runs[k].append(r)
@@ -167,11 +172,11 @@ def main() -> int:
         "| requests | failed | max ms |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    walls = {}
+    walls, cpus = {}, {}
     for k, n, batch, runs in rows:
         rc = max(r["rc"] for r in runs)
         wall, cpu = med(r["wall"] for r in runs), med(r["cpu"] for r in runs)
-        walls[k, n, batch] = wall
+        walls[k, n, batch], cpus[k, n, batch] = wall, cpu
         server = {p: med(r["server"][p] for r in runs) for p in PARTS}
         lines.append(f"| {k} | {n} | {batch} | {rc} | {wall:.2f} | {cpu:.2f} | {cpu / n:.2f} "
                      f"| {server['gunicorn']:.2f} | {server['ssh']:.2f} | {server['host']:.2f} "
@@ -181,7 +186,8 @@ def main() -> int:
     for (k, n, batch), wall in walls.items():
         if n > 1 and (k, 1, batch) in walls:
             lines.append(f"- kit {k}: {n} hosts / 1 host (switch_batch {batch}): "
-                         f"{wall / walls[k, 1, batch]:.2f}×")
+                         f"{wall / walls[k, 1, batch]:.2f}×; fab CPU per added host "
+                         f"{(cpus[k, n, batch] - cpus[k, 1, batch]) / (n - 1):.3f} s")
     OUT.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0 if all(r["rc"] == 0 for *_, runs in rows for r in runs) else 1
