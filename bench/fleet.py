@@ -106,9 +106,9 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=1, help="deploys per row (medians)")
     ap.add_argument("--no-load", action="store_true", help="no clients during the deploys")
     ap.add_argument("--against", metavar="REV", help="also deploy with the kit at REV, interleaved "
-                    "with HEAD's (REV, HEAD, REV, HEAD …; each measured deploy follows an unmeasured "
-                    "one with the same kit, whose gunicorn config started the workers it retires): "
-                    "an A/B in one run")
+                    "with HEAD's (REV, HEAD, REV, HEAD …; before each measured deploy, an unmeasured "
+                    "one with the same kit and a restart, so gunicorn's master and the workers it "
+                    "retires were started by that kit's config): an A/B in one run")
     args = ap.parse_args()
     counts = [int(n) for n in args.counts.split(",")]
     batch_values = [int(b) for b in args.batches.split(",")]
@@ -138,9 +138,14 @@ def main() -> int:
                 runs: dict[str, list[dict]] = {k: [] for k, _ in kits}
                 for i in range(args.reps):
                     for k, kit in kits:
-                        if args.against:  # the workers a deploy retires were started by this kit
+                        if args.against:
+                            # the master and the workers a deploy retires must be this kit's: a
+                            # deploy with it, then a new master (its config ran in a fresh process)
                             cfg = config(work, f"n{n}b{batch}r{i}{k}w", web[:n], lb, batch)
                             fab(ssh_config, cfg, "deploy", kit=kit)
+                            with ThreadPoolExecutor(max_workers=n) as pool:
+                                list(pool.map(lambda h: h.root("systemctl restart flasksample"), hosts[:n]))
+                            time.sleep(2.0)  # its workers have imported the app
                         cfg = config(work, f"n{n}b{batch}r{i}{k}", web[:n], lb, batch)
                         r = deploy_row(ssh_config, cfg, hosts[:n], lb_url, kit)
                         runs[k].append(r)
