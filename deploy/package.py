@@ -136,8 +136,9 @@ def read_member(data: bytes, name: str) -> bytes | None:
 
 
 KIT_GUNICORN_CONF = Path(__file__).resolve().parent / "kit" / "gunicorn_conf.py"
-# The hand-over hooks (loaded by the config) and supervisor's keeper program.
-KIT_PROGRAMS = [Path(__file__).resolve().parent / "kit" / name for name in ("handover.py", "keeper.py")]
+# The hand-over hooks (loaded by the config), supervisor's keeper program and the preflight.
+KIT_PROGRAMS = [Path(__file__).resolve().parent / "kit" / name
+                for name in ("handover.py", "keeper.py", "preflight.py")]
 
 
 def with_kit_files(data: bytes, files: dict[str, bytes]) -> bytes:

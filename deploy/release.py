@@ -4,8 +4,9 @@ The programs are shell files under deploy/remote/; the functions here only turn 
 a few names into their values (`shell.program` quotes them). The order of a deploy on each host:
 
   prepare  lock, unpack into releases/<id>, reuse or build the venv for its requirements (as
-           the app user), boot it alone on a private socket, under the service's own sandbox,
-           and check its health (it takes no traffic yet)            -> remote/prepare.sh
+           the app user), load it as a gunicorn worker does, under the service's own user,
+           env and sandbox, and ask its health path in-process (deploy/kit/preflight.py; it
+           takes no traffic)                                         -> remote/prepare.sh
   switch   point `current` at it (rename of a symlink: atomic), reload gunicorn (restart when
            the venv changed), wait until nginx answers with the new release id; on failure
            point `current` back, reload, and report the app's last log lines; record the

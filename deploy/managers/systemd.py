@@ -9,7 +9,7 @@ deploy/remote/systemd.sh.
 """
 from __future__ import annotations
 
-from deploy import appcmd, facts, gunicorn, layout, templates
+from deploy import appcmd, facts, gunicorn, health, layout, templates
 from deploy.managers.base import ManagedFile
 from deploy.shell import fail, q, scratch, write_file
 
@@ -98,20 +98,17 @@ def activate(s, f, changed: set[str]) -> list[str]:
 
 
 def program_values(s, release_dir: str) -> dict:
-    """The preflight boot: a transient unit with the service's own sandbox, user and env."""
+    """The preflight: the kit's preflight.py in a transient unit with the service's own
+    sandbox, user and env (it ends when it has its answer; RuntimeMaxSec stops a hang)."""
     name = layout.preflight_dir(s).rsplit("/", 1)[1]  # the unit and its RuntimeDirectory
-    sock = f"{layout.preflight_dir(s)}/gunicorn.sock"
     props = [("User", s.app_user), ("Group", s.app_user), ("RuntimeDirectory", name),
-             ("EnvironmentFile", f"-{layout.env_file(s)}"), ("WorkingDirectory", release_dir)]
+             ("EnvironmentFile", f"-{layout.env_file(s)}"), ("WorkingDirectory", release_dir),
+             ("RuntimeMaxSec", s.health_timeout + 2)]
     # the service's own sandbox (systemd/sandbox.conf.j2), as release_command gets it
     run = ["--service-type=exec"] + [f"--property={k}={v}" for k, v in props]
     run += [f"--property={p}" for p in appcmd.sandbox_properties(s)]
-    # The socket is handed over like <app>.socket does for the service (gunicorn binding it
-    # itself would chown it, which the sandbox's system call filter refuses); --bind only
-    # names it in gunicorn's command line.
-    run += ["--", "systemd-socket-activate", "--listen", sock,
-            *gunicorn.argv(s, release_dir, bind=f"unix:{sock}", workers=1)]
-    return {"PREFLIGHT_UNIT": f"{name}.service", "PREFLIGHT_SOCK": sock, "PREFLIGHT_RUN": run}
+    run += ["--", *health.preflight_argv(s, release_dir, gunicorn.argv(s, release_dir, workers=1))]
+    return {"PREFLIGHT_UNIT": f"{name}.service", "PREFLIGHT_RUN": run}
 
 
 def remove(s) -> list[str]:

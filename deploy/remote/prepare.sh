@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# prepare: lock, unpack the release (archive base64 on stdin), reuse or build its venv, boot it
-# alone on a private socket and check its health. Nothing takes traffic yet.
+# prepare: lock, unpack the release (archive base64 on stdin), reuse or build its venv, load it
+# as the app runs and check its health in-process (the preflight). Nothing takes traffic yet.
 # Values: RELEASE REL (its dir) VENV REQ_HASH REQUIREMENTS (the pinned list) PYTHON SHARED_DIRS
 # STATIC_DIR RELEASE_COMMAND(_RUN) and the
 # common ones (deploy/shell.py `common_values`). On any failure once the lock is ours the
@@ -158,17 +158,12 @@ if [ "${#RELEASE_COMMAND_RUN[@]}" -gt 0 ]; then
 fi
 
 step preflight
-# As the app user too: the socket's directory is the app's, root never goes through it.
-probe_preflight() {
-  runuser -u "$APP_USER" -- "${HEALTH_CURL[@]}" --unix-socket "$PREFLIGHT_SOCK" "http://localhost$HEALTH_PATH"
-}
-preflight_start
-if ! healthy '' probe_preflight preflight_alive; then
-  preflight_stop
+# The new release, loaded as a gunicorn worker loads it, answers its health path in-process
+# (deploy/kit/preflight.py), as the app runs (the manager's preflight_run).
+if ! preflight_run; then
   echo '--- the new release failed its health check before taking traffic; its log:'
-  preflight_log | { grep -v '^\[.*\] \[INFO\]' || true; } | tail -n 15 | app_output
-  fail "$EXIT_PREFLIGHT" "the new release failed its health check on a private socket; nothing was switched, the previous release still serves" \
+  { grep -v '^\[.*\] \[INFO\]' "$KIT_TMP/preflight.log" || true; } | tail -n 15 | app_output
+  fail "$EXIT_PREFLIGHT" "the new release failed its health check before taking traffic; nothing was switched, the previous release still serves" \
     "correct the app (its log is above) and deploy again"
 fi
-preflight_stop
 mark prepared # a vanished client makes this write fail: the release is undone

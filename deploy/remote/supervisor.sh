@@ -3,8 +3,8 @@
 # same functions). gunicorn binds the app's socket itself (a restart closes it for a moment);
 # supervisord runs the kit's keeper (deploy/kit/keeper.py), which keeps the current master's
 # pid in MASTER_PIDFILE, so a new master is handed over (USR2) as under systemd.
-# Values: APP, APP_USER, PROCESSES, MASTER_PIDFILE, PREFLIGHT_DIR, PREFLIGHT_RUN (the program's command, as supervisord
-# runs it: sh sourcing the env file, then gunicorn on the private socket).
+# Values: APP, APP_USER, PROCESSES, MASTER_PIDFILE, PREFLIGHT_RUN (the preflight's command, as supervisord
+# runs the program's: sh sourcing the env file, then the kit's preflight.py).
 
 mgr_is_active() { supervisorctl status "$APP" 2>/dev/null | grep -qE 'RUNNING|STARTING'; }
 mgr_start() { supervisorctl start "$APP" >/dev/null; }
@@ -39,23 +39,12 @@ mgr_process_state() { supervisorctl status "$1" | awk '{print $2}'; }
 # mgr_logs LINES [SINCE] [follow]
 mgr_logs() { mgr_process_logs "$APP" "$@"; }
 
-# The preflight boot: the new release, alone, as supervisord will run it (same user, umask,
-# directory and command), on a private socket. Its output goes to a file root opened in the
-# root-only scratch dir, so the app cannot point it elsewhere.
-preflight_start() {
-  rm -rf "$PREFLIGHT_DIR"
-  install -d -o "$APP_USER" -g "$APP_USER" -m 700 "$PREFLIGHT_DIR"
-  (cd "$ROOT" && umask 027 && exec setsid runuser -u "$APP_USER" -- "${PREFLIGHT_RUN[@]}") \
-    > "$KIT_TMP/preflight.log" 2>&1 < /dev/null &
-  preflight_pid=$!
+# The preflight: the kit's preflight.py loads the new release and answers its health path
+# in-process, as supervisord would run the program (same user, umask, directory, env file);
+# its exit code is the verdict. Its output goes to a file root opened in the root-only scratch
+# dir, so the app cannot point it elsewhere.
+preflight_run() {
+  (cd "$ROOT" && umask 027 && exec timeout -k 1 $((HEALTH_TIMEOUT + 2)) runuser -u "$APP_USER" -- "${PREFLIGHT_RUN[@]}") \
+    < /dev/null > "$KIT_TMP/preflight.log" 2>&1
 }
-preflight_alive() { kill -0 "$preflight_pid" 2>/dev/null; }
-preflight_stop() {
-  if [ -n "${preflight_pid:-}" ]; then
-    kill -TERM -- "-$preflight_pid" 2>/dev/null || true
-    sleep 0.2
-    kill -KILL -- "-$preflight_pid" 2>/dev/null || true
-  fi
-  rm -rf "$PREFLIGHT_DIR"
-}
-preflight_log() { cat "$KIT_TMP/preflight.log" 2>/dev/null || true; }
+preflight_stop() { true; } # it ended with preflight_run

@@ -3,7 +3,7 @@
 # same functions). gunicorn runs as $APP.service, fed by $APP.socket, which keeps the
 # listening socket (and queues connections) while the master restarts.
 # Values: APP, HEALTH_TIMEOUT, PROCESSES, PREFLIGHT_UNIT, PREFLIGHT_RUN (systemd-run's arguments: the unit's own
-# sandbox properties, user and environment, then the gunicorn command line).
+# sandbox properties, user and environment, then the preflight's command line).
 
 mgr_is_active() { systemctl is-active -q "$APP.service"; }
 mgr_start() { systemctl start "$APP.service"; }
@@ -39,16 +39,12 @@ mgr_process_state() { systemctl is-active "$1.service" || true; }
 # mgr_logs LINES [SINCE] [follow]
 mgr_logs() { mgr_process_logs "$APP" "$@"; }
 
-# The preflight boot: the new release, alone, as a transient unit with the very sandbox
-# properties of $APP.service (rendered from the same list), on a private socket.
-preflight_start() {
-  systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true
-  systemctl reset-failed "$PREFLIGHT_UNIT" 2>/dev/null || true
-  preflight_since=$(date +%s)
-  systemd-run --quiet --collect --unit="$PREFLIGHT_UNIT" "${PREFLIGHT_RUN[@]}"
+# The preflight: the kit's preflight.py loads the new release and answers its health path
+# in-process, in a transient unit with the very sandbox properties of $APP.service (rendered
+# from the same list); --wait: its exit code is the verdict. Its output: $KIT_TMP/preflight.log.
+preflight_run() {
+  systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true # one left by a deploy whose lock was broken
+  systemd-run --quiet --collect --wait --pipe --unit="$PREFLIGHT_UNIT" "${PREFLIGHT_RUN[@]}" \
+    < /dev/null > "$KIT_TMP/preflight.log" 2>&1
 }
-preflight_alive() { systemctl is-active -q "$PREFLIGHT_UNIT"; }
 preflight_stop() { systemctl stop "$PREFLIGHT_UNIT" 2>/dev/null || true; }
-preflight_log() {
-  journalctl -u "$PREFLIGHT_UNIT" --since "@${preflight_since:-0}" --no-pager -o cat -n 200 2>/dev/null || true
-}

@@ -48,24 +48,27 @@ def srv(tmp_path, make):
 
 
 # Bash functions standing in for the server's tools. Calls are appended to $KIT_CALLS; the fake
-# nginx answers with the release `current` points to, or with $KIT_STALE when set; the private
-# socket of the preflight answers unless $KIT_PF_SICK is set; `date +%s%N` advances 0.1 s per
-# call so a failing health gate gives up at once; runuser runs the command (logged).
+# nginx answers with the release `current` points to, or with $KIT_STALE when set; the
+# preflight (preflight.py under systemd-run) passes unless $KIT_PF_SICK is set; `date +%s%N`
+# advances 0.1 s per call so a failing health gate gives up at once; runuser runs the command
+# (logged).
 STUBS = r"""
 systemctl() { echo "systemctl $*" >> "$KIT_CALLS"; if [ "$1" = is-active ]; then return "${KIT_INACTIVE:-0}"; fi; }
 supervisorctl() { echo "supervisorctl $*" >> "$KIT_CALLS"; if [ "$1" = status ]; then echo "app RUNNING"; fi; }
 journalctl() { echo "journalctl $*" >> "$KIT_CALLS"; echo "app log line"; echo "::error spoofed by the app"; }
-systemd-run() { echo "systemd-run $*" >> "$KIT_CALLS"; }
+systemd-run() {
+  echo "systemd-run $*" >> "$KIT_CALLS"
+  if [ -n "${KIT_PF_SICK:-}" ] && [[ " $* " == *"/preflight.py "* ]]; then
+    printf '%s\n' "[x] [INFO] Booting" "app log line" "::error spoofed by the app" "last health answer: HTTP 500"
+    return 1
+  fi
+}
 runuser() { echo "runuser $1 $2" >> "$KIT_CALLS"; shift 3; "$@"; }
 chown() { echo "chown $*" >> "$KIT_CALLS"; }
 curl() {
   echo "curl $*" >> "$KIT_CALLS"
   local rel status=${KIT_STATUS:-200}
-  if [[ " $* " == *" --unix-socket "* ]]; then
-    rel=new; if [ -n "${KIT_PF_SICK:-}" ]; then status=500; fi
-  else
-    rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
-  fi
+  rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
   printf 'HTTP/1.1 %s OK\r\nX-Flasksample-Release: %s\r\n\r\nkit-status %s\n' "$status" "$rel" "$status"
 }
 sleep() { :; }
@@ -343,10 +346,12 @@ def test_prepare_unpacks_builds_the_venv_as_the_app_user_and_boots_the_preflight
     assert f"venv-python -m ensurepip --default-pip" in calls
     assert f"venv-python {root}/venvs/h2/bin/pip install -q --disable-pip-version-check --no-input " \
            f"-r {rel}/.flasksample/requirements.txt" in calls
-    # the preflight: a transient unit with the service's sandbox, checked as the app user
+    # the preflight: the kit's preflight.py in a transient unit with the service's sandbox,
+    # waited for (its exit code is the verdict); nothing polls it from outside
     run = next(c for c in calls if c.startswith("systemd-run "))
-    assert "--unit=flasksample-preflight.service" in run and "--property=ProtectSystem=strict" in run
-    assert CURL + "--unix-socket /run/flasksample-preflight/gunicorn.sock http://localhost/" in calls
+    assert run.startswith("systemd-run --quiet --collect --wait --pipe --unit=flasksample-preflight.service ")
+    assert "--property=ProtectSystem=strict" in run and f"{rel}/.flasksample/preflight.py / 500 1 " in run
+    assert not any(c.startswith("curl") for c in calls)
     assert (root / ".kit/lock/token").read_text() == ME.token + "\n"  # held until the switch
     assert not list((root / ".kit").glob("upload.*"))  # the archive is gone
 
@@ -442,7 +447,8 @@ def test_a_failing_preflight_shows_the_apps_log_indented_and_undoes_everything(p
     out = result.stdout.splitlines()
     assert "--- the new release failed its health check before taking traffic; its log:" in out
     assert "  > app log line" in out and "  > ::error spoofed by the app" in out  # X3
-    assert out[-1].startswith("::error the new release failed its health check on a private socket")
+    assert "  > last health answer: HTTP 500" in out and "  > [x] [INFO] Booting" not in out
+    assert out[-1].startswith("::error the new release failed its health check before taking traffic")
     assert "systemctl stop flasksample-preflight.service" in calls
     assert sorted(p.name for p in (root / "releases").iterdir()) == [R1]
     assert not (root / ".kit/lock").exists()
@@ -495,17 +501,17 @@ def test_preflight_under_systemd_has_exactly_the_services_sandbox(make):
     unit = templates.render("systemd/app.service.j2", s).splitlines()
     sandbox = [l for l in templates.render("systemd/sandbox.conf.j2", s).splitlines()
                if "=" in l and not l.startswith(("{", "#", " ")) and not l.startswith("RemoveIPC=")]
-    assert props[5:] == sandbox and all(line in unit for line in sandbox) and len(sandbox) > 20
+    assert props[6:] == sandbox and all(line in unit for line in sandbox) and len(sandbox) > 20
     assert "ReadWritePaths=-/srv/flasksample/shared/uploads" in sandbox
-    assert props[:5] == ["User=flasksample", "Group=flasksample", "RuntimeDirectory=flasksample-preflight",
-                         "EnvironmentFile=-/srv/flasksample/shared/env", f"WorkingDirectory=/srv/flasksample/releases/{R1}"]
-    gun = v["PREFLIGHT_RUN"][v["PREFLIGHT_RUN"].index("--") + 4:]
-    assert v["PREFLIGHT_RUN"][-len(gun) - 3:-len(gun)] == [
-        "systemd-socket-activate", "--listen", "/run/flasksample-preflight/gunicorn.sock"]
+    assert props[:6] == ["User=flasksample", "Group=flasksample", "RuntimeDirectory=flasksample-preflight",
+                         "EnvironmentFile=-/srv/flasksample/shared/env", f"WorkingDirectory=/srv/flasksample/releases/{R1}",
+                         "RuntimeMaxSec=22"]
     rel = f"/srv/flasksample/releases/{R1}"
-    assert gun == [f"{rel}/.venv/bin/gunicorn", "--chdir", rel, "--config", f"{rel}/.flasksample/gunicorn.conf.py",
-                   "--bind", "unix:/run/flasksample-preflight/gunicorn.sock", "--no-control-socket",
-                   "--workers", "1", "serve:app"]
+    # preflight.py PATH TOP TIMEOUT, then gunicorn's own options for the release (no socket)
+    assert v["PREFLIGHT_RUN"][v["PREFLIGHT_RUN"].index("--") + 1:] == [
+        f"{rel}/.venv/bin/python", f"{rel}/.flasksample/preflight.py", "/", "500", "20",
+        "--chdir", rel, "--config", f"{rel}/.flasksample/gunicorn.conf.py", "--no-control-socket",
+        "--workers", "1", "serve:app"]
 
 
 def test_preflight_under_supervisor_runs_the_programs_own_command(make):
@@ -515,6 +521,9 @@ def test_preflight_under_supervisor_runs_the_programs_own_command(make):
     v = supervisor.program_values(s, "/srv/flasksample/current")
     cmd = v["PREFLIGHT_RUN"][2].replace("unix:/run/flasksample-preflight/gunicorn.sock",
                                         "unix:/run/flasksample/gunicorn.sock").replace("--workers 1", "--workers 3")
+    # the preflight's python and program (PATH TOP TIMEOUT) in place of the gunicorn script
+    cmd = cmd.replace("/srv/flasksample/current/.venv/bin/python /srv/flasksample/current/.flasksample/preflight.py / 500 20 ",
+                      "/srv/flasksample/current/.venv/bin/gunicorn ")
     assert f" {templates.supervisor_word('/bin/sh')} -c {templates.supervisor_word(cmd)}\n" in \
         templates.render("supervisor/app.conf.j2", s)
 
