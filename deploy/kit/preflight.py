@@ -14,7 +14,8 @@ raw_env), `import_app` (module:app or module:factory()), a sync worker's `load_w
 outside: the answer is here as soon as the app is loaded.
 
 Good: a status from 200 to below TOP, three times in a row; answers are asked again (every
-20 ms) until then, for up to TIMEOUT seconds. Exit 0 when good, else 1 with the last answer
+20 ms) until then, for up to TIMEOUT seconds (counted from the start, loading included; at
+least once). Exit 0 when good, else 1 with the last answer
 (an import error ends it at once, with gunicorn's traceback).
 """
 import os
@@ -73,12 +74,14 @@ def main(argv):
     path, top, timeout, options = argv[0], int(argv[1]), float(argv[2]), argv[3:]
     deadline = time.monotonic() + timeout
     worker = load(options)
-    good, status = 0, 0
-    while time.monotonic() < deadline:
+    good = 0
+    while True:  # asked at least once, however long the loading took
         status = ask(worker, path)
         good = good + 1 if 200 <= status < top else 0
         if good >= 3:
             return 0
+        if time.monotonic() >= deadline:
+            break
         if not good:
             time.sleep(0.02)
     print(f"last health answer: HTTP {status or 'none'}", file=sys.stderr)

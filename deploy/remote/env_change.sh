@@ -23,7 +23,7 @@ fi
 put_back() {
   if [ -e "$ENV_PREV" ]; then mv -f "$ENV_PREV" "$ENV_FILE"; else rm -f "$ENV_FILE"; fi
   mgr_handover || true
-  healthy '' probe_nginx > /dev/null || echo 'warning: the app is not healthy with the previous environment either'
+  healthy '' > /dev/null || echo 'warning: the app is not healthy with the previous environment either'
 }
 if ! gated mgr_handover put_back ''; then
   fail "$EXIT_UNHEALTHY" "the app failed its health check with the new environment; the previous one is back" "see fab logs"

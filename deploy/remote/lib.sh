@@ -48,18 +48,22 @@ trap kit_exit EXIT
 # name read back from the host or given with --to must pass this before any use.
 is_release() { [[ $1 =~ ^[0-9]{8}-[0-9]{6}\.[0-9]{3}-[0-9a-f]{7,40}$ ]]; }
 
-# current_release: the release `current` points to ('' when there is none).
-current_release() {
+# link_release LINK: the release LINK points to ('' when it points to none).
+link_release() {
   local r
-  r=$(basename "$(readlink "$CURRENT" 2>/dev/null)" 2>/dev/null) || true
-  if is_release "$r"; then echo "$r"; fi
+  r=$(readlink "$1" 2>/dev/null) || true
+  r=${r%/}
+  if is_release "${r##*/}"; then echo "${r##*/}"; fi
 }
+
+# current_release: the release `current` points to ('' when there is none).
+current_release() { link_release "$CURRENT"; }
 
 # previous_release: the release that was live before the last switch ('' when none).
 previous_release() {
   local r
-  r=$(basename "$(readlink "$PREVIOUS" 2>/dev/null)" 2>/dev/null) || true
-  if is_release "$r" && [ -d "$RELEASES/$r" ]; then echo "$r"; fi
+  r=$(link_release "$PREVIOUS")
+  if [ -n "$r" ] && [ -d "$RELEASES/$r" ]; then echo "$r"; fi
 }
 
 # sorted_releases: the release names, oldest first (half-unpacked ones left out).
@@ -77,11 +81,16 @@ point() {
   mv -T "$1.kit-new" "$1"
 }
 
+# utc_now VAR: the time now, e.g. 2026-11-27T06:34:15Z, into VAR (bash's own clock: no date).
+utc_now() { TZ=UTC printf -v "$1" '%(%Y-%m-%dT%H:%M:%SZ)T' -1; }
+
 # audit WHAT: one line in the host's audit log (deploy/audit.py: `fab audit`): when, who
 # ($AUDIT_WHO), what; nothing on a host without the kit's directory.
 audit() {
+  local now
   if [ -d "$KIT_DIR" ]; then
-    (umask 077 && printf '%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$AUDIT_WHO" "$1" >> "$AUDIT_LOG")
+    utc_now now
+    (umask 077 && printf '%s\t%s\t%s\n' "$now" "$AUDIT_WHO" "$1" >> "$AUDIT_LOG")
   fi
 }
 
@@ -94,19 +103,25 @@ audit() {
 # program that worked under it have ended. Processes are named "PID STARTTIME", so a reused
 # pid never passes for the one that held the lock. A lock without these records (taken by an
 # older kit, or not over SSH) is never judged stale: only --force breaks it.
+# proc_stat PID: the fields of /proc/PID/stat after its name, in proc_fields (state first);
+# fails when there is no such process.
+proc_stat() {
+  local line
+  read -r line 2> /dev/null < "/proc/$1/stat" || return 1
+  read -ra proc_fields <<< "${line##*) }"
+}
 proc_id() {
-  local st
-  st=$(sed 's/^.*) //' "/proc/$1/stat" 2> /dev/null | cut -d' ' -f20) || true
-  if [ -n "$st" ]; then echo "$1 $st"; fi
+  if proc_stat "$1" && [ -n "${proc_fields[19]:-}" ]; then echo "$1 ${proc_fields[19]}"; fi
 }
 proc_alive() { [ -n "$1" ] && [ "$(proc_id "${1%% *}")" = "$1" ]; }
 # session_id: the sshd process serving this program's connection (its first sshd ancestor).
 session_id() {
   local p=$$ comm
   while [ "$p" -gt 1 ]; do
-    comm=$(cat "/proc/$p/comm" 2> /dev/null) || return 0
+    read -r comm 2> /dev/null < "/proc/$p/comm" || return 0
     case $comm in sshd*) proc_id "$p"; return 0 ;; esac
-    p=$(sed 's/^.*) //' "/proc/$p/stat" 2> /dev/null | cut -d' ' -f2) || return 0
+    proc_stat "$p" || return 0
+    p=${proc_fields[1]}
   done
 }
 boot_id() { cat /proc/sys/kernel/random/boot_id; }
@@ -153,7 +168,12 @@ lock_take() { # WHAT: take the lock for $HOLDER/$TOKEN (FORCE=1 breaks an old on
   date -u +%Y-%m-%dT%H:%M:%SZ > "$LOCK/since"
 }
 
-lock_ours() { [ -n "$TOKEN" ] && [ -f "$LOCK/token" ] && grep -qxF -- "$TOKEN" "$LOCK/token"; }
+lock_ours() {
+  local t=''
+  [ -n "$TOKEN" ] && [ -f "$LOCK/token" ] || return 1
+  read -r t < "$LOCK/token" || true
+  [ "$t" = "$TOKEN" ]
+}
 
 lock_free() { if lock_ours; then rm -rf "$LOCK"; fi; }
 
@@ -199,46 +219,57 @@ handover() {
 
 # -- the health gate -------------------------------------------------------------------------
 
-# The health probe: curl printing the answer's headers, then `kit-status CODE`.
+# The health probe of `fab status`: curl printing the answer's headers, then `kit-status CODE`.
 # shellcheck disable=SC2034  # used by the programs sent after this file
 readonly HEALTH_CURL=(curl -s -m 2 -o /dev/null -D - -w 'kit-status %{http_code}\n')
 
-# healthy WANT PROBE [ALIVE]: run PROBE (HEALTH_CURL to some address) until the answer is good
-# and carries the header `X-Flasksample-Release: WANT` ('' = any release; the kit's gunicorn
-# config adds it, so the app needs no health endpoint), three times in a row. Good: a status
-# from 200 to below $HEALTH_TOP (300 with a health_path; 500 on / without one, where a redirect
-# or a 404 is an app that runs). Fails after $HEALTH_TIMEOUT seconds, or at once when ALIVE
-# (a command) says the process died.
+# healthy WANT: ask the health path through nginx (gate_nginx) until the answer is good and
+# carries the header `X-Flasksample-Release: WANT` ('' = any release; the kit's gunicorn config
+# adds it, so the app needs no health endpoint), three times in a row. Good: a status from 200
+# to below $HEALTH_TOP (300 with a health_path; 500 on / without one, where a redirect or a 404
+# is an app that runs). Fails after $HEALTH_TIMEOUT seconds.
 healthy() {
-  local want=$1 probe=$2 alive=${3:-true} good=0 out code='' got='' deadline
+  local want=$1 good=0 code got last='' deadline
   deadline=$(($(date +%s%N) / 1000000 + HEALTH_TIMEOUT * 1000))
   while [ $(($(date +%s%N) / 1000000)) -lt "$deadline" ]; do
-    if ! "$alive"; then
-      echo "the new release's gunicorn exited before answering"
-      return 1
-    fi
-    out=$("$probe" 2>/dev/null | tr -d '\r') || true
-    code=$(sed -n 's/^kit-status //p' <<< "$out")
-    got=$(sed -n 's/^[Xx]-[Ff]lasksample-[Rr]elease: *//p' <<< "$out" | head -n1)
-    if [ "${code:-0}" -ge 200 ] 2> /dev/null && [ "${code:-0}" -lt "$HEALTH_TOP" ] &&
-      { [ -z "$want" ] || [ "$got" = "$want" ]; }; then
-      good=$((good + 1))
-      if [ "$good" -ge 3 ]; then return 0; fi
-    else
-      good=0
-    fi
-    sleep 0.02
+    while read -r code got; do
+      got=${got%$'\r'}
+      last="HTTP ${code:-none}, release ${got:-none}"
+      if [ "$code" -ge 200 ] 2> /dev/null && [ "$code" -lt "$HEALTH_TOP" ] &&
+        { [ -z "$want" ] || [ "$got" = "$want" ]; }; then
+        good=$((good + 1))
+      else
+        good=0
+      fi
+    done < <(gate_nginx 2> /dev/null || true)
+    if [ "$good" -ge 3 ]; then return 0; fi
+    sleep 0.01
   done
-  echo "last health answer: HTTP ${code:-none}, release ${got:-none}"
+  echo "last health answer: ${last:-HTTP none, release none}"
   return 1
 }
 
-# probe_nginx: the health answer through the host's own nginx, as a client would get it. With
-# TLS on, port 80 redirects to https://NAME/…: followed to 127.0.0.1:443 (-k: our own nginx).
+# nginx_args: curl's arguments that reach the app through the host's own nginx, as a client
+# would (in nginx_curl). With TLS on, port 80 redirects to https://NAME/…: followed to
+# 127.0.0.1:443 (-k: our own nginx).
+nginx_args() {
+  nginx_curl=(-H "Host: $HEALTH_HOST")
+  if [ "${HEALTH_TLS:-0}" = 1 ]; then nginx_curl+=(-L -k --resolve "$HEALTH_HOST:443:127.0.0.1"); fi
+}
+
+# probe_nginx: one health answer through nginx, headers and `kit-status CODE` (fab status).
 probe_nginx() {
-  local tls=()
-  if [ "${HEALTH_TLS:-0}" = 1 ]; then tls=(-L -k --resolve "$HEALTH_HOST:443:127.0.0.1"); fi
-  "${HEALTH_CURL[@]}" "${tls[@]}" -H "Host: $HEALTH_HOST" "http://127.0.0.1$HEALTH_PATH"
+  nginx_args
+  "${HEALTH_CURL[@]}" "${nginx_curl[@]}" "http://127.0.0.1$HEALTH_PATH"
+}
+
+# gate_nginx: three health answers through nginx from one curl, one after the other (each a
+# new request nginx hands to any worker), each a line `CODE RELEASE` (the release header).
+gate_nginx() {
+  local url="http://127.0.0.1$HEALTH_PATH"
+  nginx_args
+  curl -s -m 2 -w '%{http_code} %header{x-flasksample-release}\n' "${nginx_curl[@]}" \
+    -o /dev/null "$url" -o /dev/null "$url" -o /dev/null "$url"
 }
 
 # processes_up: every process of processes: keeps running for 2 s after its restart (as
@@ -261,7 +292,7 @@ processes_up() {
 # stop here: the gate, not the manager's exit code, decides.
 gated() {
   "$1" || echo "warning: $MANAGER reported an error; the health check decides"
-  if healthy "$3" probe_nginx && processes_up; then return 0; fi
+  if healthy "$3" && processes_up; then return 0; fi
   "$2" || true
   return 1
 }

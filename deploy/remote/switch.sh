@@ -60,7 +60,7 @@ switch_back() {
     point "$CURRENT" "$prev"
     state=back
     activate || echo "warning: $MANAGER reported an error"
-    healthy "$prev" probe_nginx || echo 'warning: the previous release is not healthy either'
+    healthy "$prev" || echo 'warning: the previous release is not healthy either'
     echo "rolled back to $prev"
   fi
 }
@@ -87,20 +87,28 @@ if [ -n "$prev" ] && [ "$prev" != "$RELEASE" ]; then point "$PREVIOUS" "$prev"; 
 mark previous "$prev"
 
 step finish
-echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $VERB $RELEASE by $HOLDER" >> "$DEPLOY_LOG" ||
-  echo "warning: could not write $DEPLOY_LOG"
+now=''
+utc_now now
+echo "$now $VERB $RELEASE by $HOLDER" >> "$DEPLOY_LOG" || echo "warning: could not write $DEPLOY_LOG"
 audit "$VERB $RELEASE" || echo "warning: could not write $AUDIT_LOG"
+# Keep the newest KEEP_RELEASES releases, the live one and the one before it, and the venvs
+# they use (bash's own tests: no program per release).
 cleanup() {
-  local cur keep r v used
-  cur=$(current_release)
-  keep=$(previous_release)
-  for r in $(sorted_releases | sort -r | tail -n +$((KEEP_RELEASES + 1))); do
-    if [ "$r" != "$cur" ] && [ "$r" != "$keep" ]; then rm -rf "${RELEASES:?}/$r"; fi
+  local all=() d i v used keep=$prev
+  if [ -z "$keep" ] || [ "$keep" = "$RELEASE" ]; then keep=$(previous_release); fi
+  for d in "$RELEASES"/*; do
+    d=${d##*/}
+    if is_release "$d"; then all+=("$d"); fi # oldest first (the names sort by time)
   done
-  used=$(for l in "$RELEASES"/*/.venv; do readlink "$l" || true; done)
+  for ((i = 0; i < ${#all[@]} - KEEP_RELEASES; i++)); do
+    if [ "${all[i]}" != "$RELEASE" ] && [ "${all[i]}" != "$keep" ]; then rm -rf "${RELEASES:?}/${all[i]}"; fi
+  done
   for v in "$VENVS"/*; do
-    v=${v##*/}
-    if [ -e "$VENVS/$v" ] && ! grep -qxF "../../venvs/$v" <<< "$used"; then rm -rf "${VENVS:?}/$v"; fi
+    used=0
+    for d in "$RELEASES"/*/.venv; do
+      if [ "$d" -ef "$v" ]; then used=1 && break; fi
+    done
+    if [ "$used" = 0 ] && [ -e "$v" ]; then rm -rf "${v:?}"; fi
   done
 }
 cleanup || echo "warning: cleaning up old releases failed; the deploy itself is done"

@@ -191,7 +191,7 @@ def test_values_travel_in_the_payload_never_in_the_script():
 ENV_STUBS = r"""
 systemctl() { echo "systemctl $*" >> "$CALLS"; }
 supervisorctl() { echo "supervisorctl $*" >> "$CALLS"; if [ "$1" = status ]; then echo "app RUNNING"; fi; }
-curl() { echo "curl" >> "$CALLS"; if [ -n "${DOWN:-}" ]; then echo "kit-status 000"; return 7; fi; echo "kit-status 200"; }
+curl() { echo "curl" >> "$CALLS"; if [ -n "${DOWN:-}" ]; then echo "000 "; return 7; fi; printf '200 \n200 \n200 \n'; }
 sleep() { :; }
 python3() { cat > /dev/null; echo "changed X"; echo "::env changed"; printf 'X="new"\n' > "$4"; }
 """

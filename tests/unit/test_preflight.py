@@ -50,7 +50,7 @@ def release(tmp_path, module: str, conf: str = "") -> Path:
     return rel
 
 
-def preflight(make, rel: Path, wsgi="serve:app", health_path="", timeout=1):
+def preflight(make, rel: Path, wsgi="serve:app", health_path="", timeout=20):
     s = make(wsgi=wsgi, health_path=health_path, health_timeout=timeout)
     argv = health.preflight_argv(s, str(rel), gunicorn.argv(s, str(rel), workers=1))
     argv[0] = sys.executable  # this machine's python, which has gunicorn
@@ -66,7 +66,7 @@ def test_a_release_that_answers_passes(make, tmp_path):
 @pytest.mark.parametrize("module,health_path,status", [
     ("error", "", 500), ("missing", "/healthz", 404)])
 def test_a_bad_answer_fails_after_the_timeout_naming_it(make, tmp_path, module, health_path, status):
-    out = preflight(make, release(tmp_path, module), health_path=health_path)
+    out = preflight(make, release(tmp_path, module), health_path=health_path, timeout=1)
     assert out.returncode == 1
     assert out.stderr.splitlines()[-1] == f"last health answer: HTTP {status}"
 
@@ -76,7 +76,7 @@ def test_without_a_health_path_a_404_on_slash_is_an_app_that_runs(make, tmp_path
 
 
 def test_an_import_error_fails_at_once_with_the_traceback(make, tmp_path):
-    out = preflight(make, release(tmp_path, "broken_import"), timeout=20)
+    out = preflight(make, release(tmp_path, "broken_import"))
     assert out.returncode != 0 and "No module named 'no_such_module_anywhere'" in out.stderr
 
 

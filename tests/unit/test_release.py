@@ -67,9 +67,13 @@ runuser() { echo "runuser $1 $2" >> "$KIT_CALLS"; shift 3; "$@"; }
 chown() { echo "chown $*" >> "$KIT_CALLS"; }
 curl() {
   echo "curl $*" >> "$KIT_CALLS"
-  local rel status=${KIT_STATUS:-200}
+  local rel status=${KIT_STATUS:-200} a
   rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
-  printf 'HTTP/1.1 %s OK\r\nX-Flasksample-Release: %s\r\n\r\nkit-status %s\n' "$status" "$rel" "$status"
+  if [[ " $* " == *" -D - "* ]]; then  # probe_nginx: headers, then kit-status
+    printf 'HTTP/1.1 %s OK\r\nX-Flasksample-Release: %s\r\n\r\nkit-status %s\n' "$status" "$rel" "$status"
+  else  # gate_nginx: `CODE RELEASE` per URL
+    for a in "$@"; do if [[ $a == http://* ]]; then echo "$status $rel"; fi; done
+  fi
 }
 sleep() { :; }
 date() {
@@ -80,7 +84,12 @@ date() {
 """
 
 
-CURL = "curl -s -m 2 -o /dev/null -D - -w kit-status %{http_code}\\n "
+GATE = "curl -s -m 2 -w %{http_code} %header{x-flasksample-release}\\n "
+
+
+def gate_call(url: str, extra: str = "-H Host: localhost") -> str:
+    """The one curl of a gate round: three requests to `url` through nginx."""
+    return GATE + extra + f" -o /dev/null {url}" * 3
 
 
 def run_stubbed(root, text, stdin: str = "", **env):
@@ -251,15 +260,15 @@ def test_healthy_needs_the_wanted_release_and_gives_up_after_the_timeout(srv):
     s, root, add, point = srv
     add(R1)
     point(R1)
-    ok, calls = run_lock(srv, f"healthy {R1} probe_nginx"), None
+    ok, calls = run_lock(srv, f"healthy {R1}"), None
     assert ok.returncode == 0, ok.stdout + ok.stderr
     _, calls = run_stubbed(root, release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
-                           + f"\nhealthy {R1} probe_nginx\n")
-    assert calls == [CURL + "-H Host: localhost http://127.0.0.1/"] * 3
-    bad = run_lock(srv, f"healthy {R2} probe_nginx")
+                           + f"\nhealthy {R1}\n")
+    assert calls == [gate_call("http://127.0.0.1/")]  # three answers in a row, from one curl
+    bad = run_lock(srv, f"healthy {R2}")
     assert bad.returncode == 1
     assert bad.stdout == f'last health answer: HTTP 200, release {R1}\n'
-    assert run_lock(srv, "healthy '' probe_nginx").returncode == 0
+    assert run_lock(srv, "healthy ''").returncode == 0
 
 
 def test_health_path_reaches_curl_verbatim(srv, make):
@@ -268,8 +277,8 @@ def test_health_path_reaches_curl_verbatim(srv, make):
     point(R1)
     s = make(base_dir=str(root), health_path="/healthz?deep=1&x=2")
     text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
-    _, calls = run_stubbed(root, text + f"\nhealthy {R1} probe_nginx\n")
-    assert calls and calls[0] == CURL + "-H Host: localhost http://127.0.0.1/healthz?deep=1&x=2"
+    _, calls = run_stubbed(root, text + f"\nhealthy {R1}\n")
+    assert calls and calls[0] == gate_call("http://127.0.0.1/healthz?deep=1&x=2")
 
 
 @pytest.mark.parametrize("health_path,status,ok", [
@@ -281,7 +290,7 @@ def test_healthy_judges_the_status_by_whether_the_app_has_a_health_path(srv, mak
     point(R1)
     s = make(base_dir=str(root), health_path=health_path, health_timeout=1)
     text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
-    out, _ = run_stubbed(root, text + f"\nhealthy {R1} probe_nginx\n", KIT_STATUS=status)
+    out, _ = run_stubbed(root, text + f"\nhealthy {R1}\n", KIT_STATUS=status)
     assert (out.returncode == 0) == ok, out.stdout
 
 
@@ -727,7 +736,7 @@ def test_switch_runs_health_gates_records_previous_and_finishes(srv):
     assert re.findall(r"::step (\w+)", result.stdout) == ["switch", "health", "finish"]
     assert calls[:3] == ["systemctl is-active -q flasksample.service",
                          "systemctl show -p MainPID --value flasksample.service", "systemctl reload flasksample.service"]
-    assert sum(c.startswith("curl ") for c in calls) == 3
+    assert sum(c.startswith("curl ") for c in calls) == 1  # the gate: one curl, three answers
     assert re.fullmatch(rf"\S+Z deployed {R2} by me@box\n", (root / ".kit/deploys.log").read_text())
     assert not (root / ".kit" / "lock").exists()
 
