@@ -92,18 +92,25 @@ def _gzip_tar(tar_bytes: bytes) -> tuple[bytes, list[str]]:
 
 
 def pack_git(app_dir: Path) -> tuple[bytes, str, str] | None:
-    top = _git(app_dir, "rev-parse", "--show-toplevel")
-    if not top:
+    # One git for where the app is and its commit; then the archive and the status at once.
+    found = _git(app_dir, "rev-parse", "--show-toplevel", "--show-prefix", "--short=7", "HEAD")
+    lines = found.split("\n") if found else []
+    if len(lines) != 3 or not lines[2]:
         return None
-    rel = app_dir.resolve().relative_to(Path(top).resolve()).as_posix()
-    rev = _git(app_dir, "rev-parse", "--short=7", "HEAD")
+    top, prefix, rev = lines
+    rel = prefix.rstrip("/") or "."
     tree = "HEAD" if rel == "." else f"HEAD:{rel}"
-    if not rev or _git(app_dir, "rev-parse", "--verify", "-q", tree) is None:
+    try:
+        status = subprocess.Popen(["git", "-C", str(app_dir), "status", "--porcelain", "--", "."],
+                                  stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    except OSError:
         return None
-    out = subprocess.run(["git", "-C", top, "archive", "--format=tar", tree], capture_output=True)
-    if out.returncode != 0:
+    with status:
+        out = subprocess.run(["git", "-C", top, "archive", "--format=tar", tree], capture_output=True)
+        listed = status.communicate(timeout=30)[0]
+    dirty = listed.decode().strip() if status.returncode == 0 else ""
+    if out.returncode != 0:  # e.g. nothing of app_dir committed yet
         return None
-    dirty = _git(app_dir, "status", "--porcelain", "--", ".")
     note = f"uncommitted changes in {rel}/ are not included (deploying commit {rev})" if dirty else ""
     data, left_out = _gzip_tar(out.stdout)
     return data, rev, "; ".join(n for n in (note, secrets_note(left_out)) if n)
