@@ -51,7 +51,8 @@ def setup(fleet, check=False):
         balance.setup_balancers(fleet)
 
 
-@on_hosts(roles=("web", "lb"), help={"force": "break a deploy lock left by a dead deploy"})
+@on_hosts(roles=("web", "lb"), connect=False,  # the web hosts connect while the app is packed
+          help={"force": "break a deploy lock left by a dead deploy"})
 def deploy(fleet, force=False):
     """Ship the app: new release, health-gated zero-downtime switch (batch by batch through
     the load balancer with switch_batch), automatic rollback of every host."""

@@ -1,7 +1,8 @@
 """`fab deploy` and `fab rollback` across the hosts of one run.
 
-deploy: pack once; on every host in parallel upload + prepare (lock, unpack, venv, preflight);
-if any host fails, undo the prepared release everywhere. Then switch in batches of
+deploy: pack once while every host connects; on every host in parallel upload + prepare (lock,
+unpack, venv, preflight); if any host fails, undo the prepared release everywhere. Then switch
+in batches of
 `switch_batch` hosts (0 = all at once); if a host fails its health gate, or the run is
 interrupted (Ctrl-C), every host switched by this run goes back to its previous release and
 the hosts not yet switched are undone. A host that cannot be reached for its undo does not
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from deploy import health, package, release, report
 from deploy.errors import KitError
@@ -69,7 +71,13 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
     before it switches and puts it back after; its caller restores it when this raises."""
     started = time.time()
     first = settings_for(remotes[0])
-    pkg = package.build(first)
+    # Every host is connected (its key checked) while the app is packed, and before anything
+    # is sent to any (the task connects none first: deploy/fabfile.py). An error packing
+    # waits for the connections, then wins.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        connected = pool.submit(each, remotes, lambda r: r.connect())
+        pkg = package.build(first)
+        connected.result()
     who = holder()
     archive = base64.b64encode(pkg.data).decode()
     report.host_say(",".join(r.label for r in remotes),

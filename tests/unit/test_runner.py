@@ -347,6 +347,11 @@ class FleetHost(Remote):
         super().__init__(SimpleNamespace(original_host=label, host=label), label)
         self.log, self.on = log, on or {}
 
+    def connect(self):
+        self.log.append((self.label, "connect"))
+        if isinstance(self.on.get("connect"), BaseException):
+            raise self.on["connect"]
+
     def run(self, script, what=None, **kw):
         name = script.rsplit("# shellcheck shell=bash\n# ", 1)[-1].split(":", 1)[0]
         if name == "switch" and "\nVERB='rolled back to'\n" in script:
@@ -375,7 +380,7 @@ def test_an_interrupted_or_failed_switch_rolls_back_the_switched_hosts_and_abort
                                 FleetHost("c", log))
     with pytest.raises(KeyboardInterrupt if trouble != "fail" else KitError):
         deployer.deploy(hosts, settings_for)
-    done = [x for x in log if x[1] != "prepare"]
+    done = [x for x in log if x[1] not in ("connect", "prepare")]
     assert done[:2] == [("a", "switch"), ("b", "switch")] and done[-1] == ("a", "rollback")
     assert sorted(done[2:-1]) == [("b", "abort"), ("c", "abort")]  # in parallel: any order
 
@@ -387,6 +392,17 @@ def test_an_unreachable_host_does_not_stop_the_others_rollback(fleet):
     with pytest.raises(KitError, match="connection was lost"):
         deployer.deploy(hosts, settings_for)
     assert ("a", "rollback") in log and ("b", "abort") in log
+
+
+def test_every_host_is_connected_before_any_is_sent_anything(fleet):
+    """deploy connects the hosts itself, while it packs: one that cannot be reached stops the
+    deploy before any host gets a program."""
+    log = []
+    down = KitError("b: cannot connect to b:22 (timed out)", "check the address")
+    hosts, settings_for = fleet(FleetHost("a", log), FleetHost("b", log, {"connect": down}))
+    with pytest.raises(KitError, match="cannot connect"):
+        deployer.deploy(hosts, settings_for)
+    assert sorted(log) == [("a", "connect"), ("b", "connect")]
 
 
 def test_a_release_name_read_back_from_a_host_must_have_the_kits_shape(fleet):
