@@ -124,7 +124,10 @@ session_id() {
     p=${proc_fields[1]}
   done
 }
-boot_id() { cat /proc/sys/kernel/random/boot_id; }
+boot_id() {
+  local id
+  read -r id < /proc/sys/kernel/random/boot_id && echo "$id"
+}
 lock_worker() { proc_id "$$" >> "$LOCK/workers"; } # this program works under the lock
 lock_stale() { # prints why the lock is stale; fails when it may still be in use
   local id
@@ -165,7 +168,9 @@ lock_take() { # WHAT: take the lock for $HOLDER/$TOKEN (FORCE=1 breaks an old on
   session_id > "$LOCK/session"
   lock_worker
   printf '%s, %s\n' "$HOLDER" "$1" > "$LOCK/holder"
-  date -u +%Y-%m-%dT%H:%M:%SZ > "$LOCK/since"
+  local now
+  utc_now now
+  echo "$now" > "$LOCK/since"
 }
 
 lock_ours() {
