@@ -15,7 +15,7 @@ outside: the answer is here as soon as the app is loaded.
 
 Good: a status from 200 to below TOP, three times in a row; answers are asked again (every
 20 ms) until then, for up to TIMEOUT seconds (counted from the start, loading included; at
-least once). Exit 0 when good, else 1 with the last answer
+least once, and a good answer is always asked again until three or a bad one). Exit 0 when good, else 1 with the last answer
 (an import error ends it at once, with gunicorn's traceback).
 """
 import os
@@ -53,7 +53,9 @@ def _read_all(sock):
 
 def load(options):
     """gunicorn's config and a sync worker with the app loaded, as in a worker's init_process."""
-    sys.argv = ["gunicorn", *options]
+    # gunicorn reads its options from sys.argv; argv[0] stays this program's path, so an app
+    # can tell the preflight from its service ("preflight" in sys.argv, as before).
+    sys.argv = [sys.argv[0], *options]
     from gunicorn import SERVER_SOFTWARE
     from gunicorn.app.wsgiapp import WSGIApplication
     from gunicorn.workers.sync import SyncWorker
@@ -80,9 +82,9 @@ def main(argv):
         good = good + 1 if 200 <= status < top else 0
         if good >= 3:
             return 0
-        if time.monotonic() >= deadline:
-            break
         if not good:
+            if time.monotonic() >= deadline:
+                break
             time.sleep(0.02)
     print(f"last health answer: HTTP {status or 'none'}", file=sys.stderr)
     return 1

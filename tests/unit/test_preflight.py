@@ -30,6 +30,12 @@ APPS = {
                "        return []\n"
                "    return app\n",
     # the app's own post_worker_init runs (after the kit's, which adds the release header)
+    # an app tells its preflight from its service by the program's path in sys.argv
+    "argv": "import sys\n"
+            "def app(environ, start_response):\n"
+            "    ok = any('preflight' in a for a in sys.argv)\n"
+            "    start_response('200 OK' if ok else '503 Service', [])\n"
+            "    return []\n",
     "hooked": "def app(environ, start_response):\n"
               "    ok = getattr(app, 'hooked', False)\n"
               "    start_response('200 OK' if ok else '503 Not Hooked', [])\n"
@@ -90,4 +96,9 @@ def test_the_apps_post_worker_init_hook_runs(make, tmp_path):
     rel = release(tmp_path, "hooked", conf="def post_worker_init(worker):\n"
                                            "    import serve\n    serve.app.hooked = True\n")
     out = preflight(make, rel)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_the_app_sees_the_preflight_in_its_argv(make, tmp_path):
+    out = preflight(make, release(tmp_path, "argv"))
     assert out.returncode == 0, out.stdout + out.stderr
