@@ -11,7 +11,7 @@ deploy/remote/supervisor.sh.
 """
 from __future__ import annotations
 
-from deploy import facts, gunicorn, health, layout, templates
+from deploy import facts, gunicorn, layout, templates
 from deploy.managers.base import ManagedFile
 from deploy.shell import fail, q, scratch
 
@@ -60,6 +60,7 @@ def activate(s, f, changed: set[str]) -> list[str]:
 def program_values(s, release_dir: str) -> dict:
     """The preflight: the kit's preflight.py with the program's own options and env file,
     run the way supervisord runs the program (user, umask, directory: supervisor.sh)."""
+    from deploy import health  # deploy only (setup plans without it)
     args = gunicorn.supervisor_argv(s, release_dir, bind=f"{layout.preflight_dir(s)}/gunicorn.sock", workers=1)
     cmd = gunicorn.with_env(s, health.preflight_argv(s, release_dir, args))
     return {"PREFLIGHT_RUN": ["/bin/sh", "-c", cmd]}

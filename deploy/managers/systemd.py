@@ -9,7 +9,7 @@ deploy/remote/systemd.sh.
 """
 from __future__ import annotations
 
-from deploy import appcmd, facts, gunicorn, health, layout, templates
+from deploy import appcmd, facts, gunicorn, layout, templates
 from deploy.managers.base import ManagedFile
 from deploy.shell import fail, q, scratch, write_file
 
@@ -100,6 +100,7 @@ def activate(s, f, changed: set[str]) -> list[str]:
 def program_values(s, release_dir: str) -> dict:
     """The preflight: the kit's preflight.py in a transient unit with the service's own
     sandbox, user and env (it ends when it has its answer; RuntimeMaxSec stops a hang)."""
+    from deploy import health  # deploy only (setup plans without it)
     name = layout.preflight_dir(s).rsplit("/", 1)[1]  # the unit and its RuntimeDirectory
     props = [("User", s.app_user), ("Group", s.app_user), ("RuntimeDirectory", name),
              ("EnvironmentFile", f"-{layout.env_file(s)}"), ("WorkingDirectory", release_dir),
