@@ -13,13 +13,23 @@ The hand-over (the process manager's `handover` in the kit's remote programs):
                        needs NotifyAccess=all);
   the kit              then stops the old master (TERM: its workers finish what they serve).
 If the new master cannot boot, it exits; the old one never stopped serving.
+
+A reload (HUP: a code-only deploy, `systemctl reload`, `supervisorctl signal HUP`): gunicorn
+forks the new workers and TERMs the old ones at once; on_reload keeps the old ones serving until
+every new worker has imported the app (then they finish what they serve and exit).
 """
 import mmap
 import os
 import re
+import signal
+import sys
+import time
+import types
 
 _NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)=")
-_shared = {}
+# State that outlives this file: a reload (HUP) reads the config, and so this file, again, and
+# the hooks in force after it must find what the ones before put here.
+_shared = sys.modules.setdefault("flasksample_handover", types.ModuleType("flasksample_handover")).__dict__
 
 
 def env_file(cfg):
@@ -41,8 +51,57 @@ def on_starting(server):
 
 
 def when_ready(server):
-    # One byte per worker, in memory the workers forked from now on share with each other.
+    # One byte per worker (by age), in memory the workers forked from now on share with the
+    # master and each other.
     _shared["ready"] = mmap.mmap(-1, 4096)
+    for name in ("reap_workers", "manage_workers"):
+        method = getattr(server, name, None)
+        if callable(method):
+            setattr(server, name, _after_releasing(server, method))
+
+
+def _slot(age):
+    return age % 4096
+
+
+def on_reload(server):
+    """HUP: gunicorn forks the new workers, then at once TERMs the old ones, which leaves only
+    workers still importing the app to accept for a moment. Keep the old ones serving
+    (num_workers held at old + new) until every new worker has imported the app."""
+    ready, workers = _shared.get("ready"), getattr(server, "WORKERS", None)
+    if ready is None or not isinstance(workers, dict) or not hasattr(server, "worker_age"):
+        return  # not a gunicorn this knows: its own reload
+    want = server.cfg.workers
+    for age in range(server.worker_age + 1, server.worker_age + 1 + 4 * want):
+        ready[_slot(age)] = 0
+    _shared["hold"] = (server.worker_age, want, time.monotonic() + (server.cfg.timeout or 30))
+    server.num_workers = len(workers) + want
+
+
+def _release(server):
+    """Once every new worker is ready (or the worker timeout passed): back to cfg.workers and
+    TERM the old workers (their requests finish; the new ones accept meanwhile)."""
+    hold = _shared.get("hold")
+    if hold is None:
+        return
+    last_old, want, deadline = hold
+    ready = _shared["ready"]
+    new = [w for w in server.WORKERS.values() if w.age > last_old]
+    if sum(1 for w in new if ready[_slot(w.age)]) < want and time.monotonic() < deadline:
+        return
+    del _shared["hold"]
+    server.num_workers = want
+    for pid, worker in list(server.WORKERS.items()):
+        if worker.age <= last_old:
+            server.kill_worker(pid, signal.SIGTERM)
+
+
+def _after_releasing(server, method):
+    def wrapped(*args, **kwargs):
+        result = method(*args, **kwargs)
+        _release(server)
+        return result
+    return wrapped
 
 
 def pre_exec(server):
@@ -62,15 +121,20 @@ def pre_exec(server):
 
 def post_worker_init(worker):
     ready = _shared.get("ready")
-    if ready is None or not os.environ.get("GUNICORN_PID"):  # not a USR2 child's first workers
+    if ready is None:
         return
-    ready[worker.age % len(ready)] = 1
-    if sum(1 for b in ready if b) >= worker.cfg.workers:
+    ready[_slot(worker.age)] = 1
+    # wake the master (a SIGCHLD makes it reap, which finds nothing): a reload's old workers
+    # retire as soon as the last new one is ready, not at the master's next 1 s tick
+    os.kill(worker.ppid, signal.SIGCHLD)
+    if not os.environ.get("GUNICORN_PID"):  # not a USR2 child's first workers
+        return
+    if ready[:].count(1) >= worker.cfg.workers:  # (iterating an mmap yields bytes, never 0)
         from gunicorn import systemd
         systemd.sd_notify(f"MAINPID={worker.ppid}\nREADY=1", worker.log)
 
 
-HOOKS = ("on_starting", "when_ready", "pre_exec", "post_worker_init")
+HOOKS = ("on_starting", "when_ready", "on_reload", "pre_exec", "post_worker_init")
 
 
 def chained(name, other):

@@ -1,0 +1,161 @@
+"""The kit's gunicorn hooks (deploy/kit/handover.py) with a real gunicorn: on a reload (HUP) the
+old workers keep serving, and on a hand-over (USR2) the old master is told to go (MAINPID=), only
+once every new worker has imported the app."""
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+KIT = Path(__file__).resolve().parents[2] / "deploy" / "kit"
+
+# The app: with the file `hold` present, the first worker to import it goes on, the others wait
+# until the file `go` exists — new workers that have not imported the app yet, for as long as the
+# test wants. It answers with its pid and its master's.
+APP = """
+import os, time
+if os.path.exists("hold"):
+    try:
+        os.close(os.open("first", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        while not os.path.exists("go"):
+            time.sleep(0.02)
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{os.getpid()} {os.getppid()}".encode()]
+"""
+
+
+class UnixHTTP(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def answer(sock):
+    conn = UnixHTTP(str(sock))
+    try:
+        conn.request("GET", "/")
+        pid, master = conn.getresponse().read().split()
+        return int(pid), int(master)
+    finally:
+        conn.close()
+
+
+def children(pid):
+    found = set()
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                stat = (p / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if stat[1] == str(pid) and stat[0] != "Z":
+                found.add(int(p.name))
+    return found
+
+
+def wait_for(check, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not reached")
+
+
+@pytest.fixture
+def notify(tmp_path):
+    """A notify socket, as systemd (or the keeper) offers gunicorn."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(tmp_path / "notify.sock"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def gunicorn(tmp_path, notify):
+    pytest.importorskip("gunicorn")
+    release = tmp_path / "release"
+    (release / ".flasksample").mkdir(parents=True)
+    for name in ("handover.py", "keeper.py"):
+        shutil.copy(KIT / name, release / ".flasksample" / name)
+    shutil.copy(KIT / "gunicorn_conf.py", release / ".flasksample" / "gunicorn.conf.py")
+    (release / "holdapp.py").write_text(APP)
+    (release / ".venv").symlink_to(sys.prefix)  # the hand-over's new master runs current/.venv
+    sock = tmp_path / "app.sock"
+    env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
+    env["NOTIFY_SOCKET"] = notify.getsockname()
+    master = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", str(release / ".flasksample" / "gunicorn.conf.py"),
+         "--chdir", str(release), "--bind", f"unix:{sock}", "--workers", "2", "--access-logfile", "/dev/null",
+         "holdapp:app"], cwd=release, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(sock.exists)
+        wait_for(lambda: len(children(master.pid)) == 2)
+        yield master, release, sock
+    finally:
+        master.terminate()
+        try:
+            master.wait(20)
+        except subprocess.TimeoutExpired:
+            master.kill()
+
+
+def test_reload_keeps_the_old_workers_until_every_new_one_has_imported_the_app(gunicorn):
+    master, release, sock = gunicorn
+    old = children(master.pid)
+    (release / "hold").write_text("")
+    master.send_signal(signal.SIGHUP)
+    new = wait_for(lambda: (children(master.pid) - old) if len(children(master.pid) - old) == 2 else None)
+    wait_for((release / "first").exists)
+    # one new worker is still importing the app: the old ones stay and answer (plain gunicorn
+    # TERMs them at once)
+    for _ in range(6):
+        assert answer(sock)[0] in old | new
+    assert children(master.pid) == old | new
+    (release / "go").write_text("")
+    wait_for(lambda: children(master.pid) == new)  # retired once the new ones are ready
+    assert answer(sock)[0] in new
+
+
+def messages(notify):
+    got = []
+    notify.setblocking(False)
+    try:
+        while True:
+            got.append(notify.recv(4096).decode())
+    except BlockingIOError:
+        return got
+    finally:
+        notify.setblocking(True)
+
+
+def test_handover_names_the_new_master_once_every_new_worker_has_imported_the_app(gunicorn, notify):
+    master, release, sock = gunicorn
+    messages(notify)  # the first master's READY=1
+    (release / "hold").write_text("")
+    master.send_signal(signal.SIGUSR2)
+    # the new master's first worker serves; its second is still importing the app
+    pid, new_master = wait_for(lambda: next((a for a in [answer(sock)] if a[1] != master.pid), None))
+    assert not [m for m in messages(notify) if "MAINPID=" in m]
+    (release / "go").write_text("")
+    notify.settimeout(20)
+    while True:
+        message = notify.recv(4096).decode()
+        if "MAINPID=" in message:
+            break
+    assert f"MAINPID={new_master}" in message.splitlines()
+    os.kill(new_master, signal.SIGTERM)
