@@ -112,6 +112,10 @@ def pre_exec(server):
     args = server.START_CTX["args"][1:]  # [gunicorn script, options…] without the old python
     program = 'set -a; [ -r "$0" ] && . "$0"; set +a; exec "$@"'
     server.START_CTX[0] = "/bin/sh"
+    # gunicorn starts the new master in the directory it was itself started in, by then resolved
+    # to releases/<x>; the new master takes that as the default of --chdir, which every reload
+    # checks: once releases/<x> is pruned, a reload would stop the master. The app's root stays.
+    server.START_CTX["cwd"] = os.path.dirname(os.path.normpath(cfg.chdir))
     server.START_CTX["args"] = ["/bin/sh", "-c", program, env_file(cfg), python] + args
     if server.systemd:
         held = [os.dup(listener.fileno()) for listener in server.LISTENERS]

@@ -88,8 +88,10 @@ def notify(tmp_path):
 @pytest.fixture
 def gunicorn(tmp_path, notify):
     pytest.importorskip("gunicorn")
-    release = tmp_path / "release"
+    root = tmp_path / "app"  # the kit's layout: root/current -> releases/r1
+    release = root / "releases" / "r1"
     (release / ".flasksample").mkdir(parents=True)
+    (root / "current").symlink_to("releases/r1")
     for name in ("handover.py", "keeper.py"):
         shutil.copy(KIT / name, release / ".flasksample" / name)
     shutil.copy(KIT / "gunicorn_conf.py", release / ".flasksample" / "gunicorn.conf.py")
@@ -99,9 +101,9 @@ def gunicorn(tmp_path, notify):
     env = {k: v for k, v in os.environ.items() if k not in ("LISTEN_FDS", "LISTEN_PID")}
     env["NOTIFY_SOCKET"] = notify.getsockname()
     master = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", str(release / ".flasksample" / "gunicorn.conf.py"),
-         "--chdir", str(release), "--bind", f"unix:{sock}", "--workers", "2", "--access-logfile", "/dev/null",
-         "holdapp:app"], cwd=release, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [sys.executable, "-m", "gunicorn", "-c", str(root / "current" / ".flasksample" / "gunicorn.conf.py"),
+         "--chdir", str(root / "current"), "--bind", f"unix:{sock}", "--workers", "2",
+         "--access-logfile", "/dev/null", "holdapp:app"], cwd=root, env=env, stdout=open(tmp_path / "log", "w"), stderr=subprocess.STDOUT)
     try:
         wait_for(sock.exists)
         wait_for(lambda: len(children(master.pid)) == 2)
@@ -158,4 +160,22 @@ def test_handover_names_the_new_master_once_every_new_worker_has_imported_the_ap
         if "MAINPID=" in message:
             break
     assert f"MAINPID={new_master}" in message.splitlines()
-    os.kill(new_master, signal.SIGTERM)
+    try:
+        master.terminate()  # what the manager then does
+        master.wait(30)
+        # code-only deploys later: current moves on, the release the first master started in
+        # is pruned (neither current nor previous), the new master reloads — and keeps serving
+        root = release.parent.parent
+        for name in ("r2", "r3"):
+            shutil.copytree(release, root / "releases" / name, symlinks=True)
+            (root / "next").symlink_to(f"releases/{name}")
+            os.replace(root / "next", root / "current")
+            if name == "r3":
+                shutil.rmtree(release)
+            before = children(new_master)
+            os.kill(new_master, signal.SIGHUP)
+            after = wait_for(lambda: (children(new_master) if len(children(new_master)) == 2
+                                      and not children(new_master) & before else None))
+            assert answer(sock) in {(pid, new_master) for pid in after}
+    finally:
+        os.kill(new_master, signal.SIGTERM)
