@@ -8,10 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from test_keeper import wait_for
 
 KIT = Path(__file__).resolve().parents[2] / "deploy" / "kit"
 
@@ -66,16 +66,6 @@ def children(pid):
     return found
 
 
-def wait_for(check, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not reached")
-
-
 @pytest.fixture
 def notify(tmp_path):
     """A notify socket, as systemd (or the keeper) offers gunicorn."""
@@ -105,8 +95,8 @@ def gunicorn(tmp_path, notify):
          "--chdir", str(root / "current"), "--bind", f"unix:{sock}", "--workers", "2",
          "--access-logfile", "/dev/null", "holdapp:app"], cwd=root, env=env, stdout=open(tmp_path / "log", "w"), stderr=subprocess.STDOUT)
     try:
-        wait_for(sock.exists)
-        wait_for(lambda: len(children(master.pid)) == 2)
+        wait_for(sock.exists, timeout=30)
+        wait_for(lambda: len(children(master.pid)) == 2, timeout=30)
         yield master, release, sock
     finally:
         master.terminate()
@@ -121,15 +111,15 @@ def test_reload_keeps_the_old_workers_until_every_new_one_has_imported_the_app(g
     old = children(master.pid)
     (release / "hold").write_text("")
     master.send_signal(signal.SIGHUP)
-    new = wait_for(lambda: (children(master.pid) - old) if len(children(master.pid) - old) == 2 else None)
-    wait_for((release / "first").exists)
+    new = wait_for(lambda: (children(master.pid) - old) if len(children(master.pid) - old) == 2 else None, 30)
+    wait_for((release / "first").exists, timeout=30)
     # one new worker is still importing the app: the old ones stay and answer (plain gunicorn
     # TERMs them at once)
     for _ in range(6):
         assert answer(sock)[0] in old | new
     assert children(master.pid) == old | new
     (release / "go").write_text("")
-    wait_for(lambda: children(master.pid) == new)  # retired once the new ones are ready
+    wait_for(lambda: children(master.pid) == new, timeout=30)  # retired once the new ones are ready
     assert answer(sock)[0] in new
 
 
@@ -151,10 +141,10 @@ def test_handover_names_the_new_master_once_every_new_worker_has_imported_the_ap
     (release / "hold").write_text("")
     master.send_signal(signal.SIGUSR2)
     # the new master's first worker serves; its second is still importing the app
-    pid, new_master = wait_for(lambda: next((a for a in [answer(sock)] if a[1] != master.pid), None))
+    pid, new_master = wait_for(lambda: next((a for a in [answer(sock)] if a[1] != master.pid), None), 30)
     assert not [m for m in messages(notify) if "MAINPID=" in m]
     (release / "go").write_text("")
-    notify.settimeout(20)
+    notify.settimeout(60)
     while True:
         message = notify.recv(4096).decode()
         if "MAINPID=" in message:
@@ -175,7 +165,7 @@ def test_handover_names_the_new_master_once_every_new_worker_has_imported_the_ap
             before = children(new_master)
             os.kill(new_master, signal.SIGHUP)
             after = wait_for(lambda: (children(new_master) if len(children(new_master)) == 2
-                                      and not children(new_master) & before else None))
+                                      and not children(new_master) & before else None), 30)
             assert answer(sock) in {(pid, new_master) for pid in after}
     finally:
         os.kill(new_master, signal.SIGTERM)
