@@ -2,15 +2,15 @@
 
 The upstream lists every web host that serves the app; draining marks some `down` and
 reloads nginx, which is graceful: new workers stop sending those hosts requests, old workers
-finish the requests they have in flight and exit. `change_script` waits for exactly those
-old workers, so once it returns no request is in flight to a drained host.
+finish the requests they have in flight and exit. `change_script` (deploy/remote/lb_change.sh)
+waits for exactly those old workers, so once it returns no request is in flight to a drained host.
 """
 from __future__ import annotations
 
 import re
 
 from deploy import layout, templates, tlsserver
-from deploy.shell import q, script
+from deploy.shell import program, q, script
 from deploy.steps.site import apply_lines
 
 SERVER_LINE = re.compile(r"\s*server (?P<address>\S+):80 .*;\s+# (?P<name>\S+)\s*$")
@@ -43,22 +43,9 @@ def read_script(s) -> str:
 def change_script(s, content: str, wait: int) -> str:
     """Put `content` in place (nginx -t first; the old file comes back if it fails), reload
     nginx gracefully and wait up to `wait` seconds for the old workers, with the requests
-    they had in flight, to finish."""
-    return script(
-        "old=''",  # nginx's workers now: they exit once their requests are done
-        "if [ -s /run/nginx.pid ]; then old=$(pgrep -P \"$(cat /run/nginx.pid)\" -d ' ' nginx || true); fi",
-        apply_lines(s, content),
-        f"deadline=$(( $(date +%s) + {int(wait)} ))",
-        "for p in $old; do",
-        "  while kill -0 \"$p\" 2>/dev/null; do",
-        "    if [ \"$(date +%s)\" -ge \"$deadline\" ]; then",
-        "      echo \"warning: an old nginx worker ($p) still has requests in flight after "
-        f"{int(wait)}s\"; break 2",
-        "    fi",
-        "    sleep 0.05",
-        "  done",
-        "done",
-    )
+    they had in flight, to finish (deploy/remote/lb_change.sh)."""
+    return program("lb_change", {"WAIT": int(wait), "NGINX_PID": layout.NGINX_PID},
+                   functions={"site_apply": apply_lines(s, content)})
 
 
 def status_script(s) -> str:

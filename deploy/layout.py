@@ -127,6 +127,7 @@ def nginx_enabled(s: Settings) -> str:
 
 
 NGINX_DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+NGINX_PID = "/run/nginx.pid"  # Debian's nginx.service
 
 
 def supervisor_conf(s: Settings) -> str:

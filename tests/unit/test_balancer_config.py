@@ -34,6 +34,43 @@ def test_change_script_waits_for_the_old_workers_and_parses(s, syntax_ok):
     assert syntax_ok(balancer.status_script(s)).returncode == 0
 
 
+def test_change_program_returns_once_the_old_workers_are_gone(tmp_path):
+    """lb_change.sh, with a stand-in nginx: a master whose worker (a program named nginx)
+    ends a moment after the swap; the program returns only once it has, or warns after WAIT."""
+    import re
+    import shutil
+    import subprocess
+    from deploy.shell import program, remote_file
+
+    worker = tmp_path / "nginx"
+    shutil.copy(shutil.which("sleep"), worker)
+    pidfile = tmp_path / "nginx.pid"
+    for wait, seconds in ((30, "0.3"), (0, "3")):
+        master = subprocess.Popen(["bash", "-c", f"{worker} {seconds} & echo $! > {tmp_path}/w; wait"])
+        try:
+            while not (tmp_path / "w").exists() or not (tmp_path / "w").read_text().strip():
+                pass
+            pidfile.write_text(f"{master.pid}\n")
+            text = program("lb_change", {"WAIT": wait, "NGINX_PID": str(pidfile)},
+                           functions={"site_apply": ["echo applied"]})
+            out = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=20)
+            worker_pid = int((tmp_path / "w").read_text())
+            alive = subprocess.run(["kill", "-0", str(worker_pid)], capture_output=True).returncode == 0
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert out.stdout.splitlines()[0] == "applied"
+            if wait:
+                assert not alive and len(out.stdout.splitlines()) == 1, out.stdout
+            else:
+                assert out.stdout.splitlines()[1] == \
+                    f"warning: an old nginx worker ({worker_pid}) still has requests in flight after 0s"
+        finally:
+            master.kill()
+            master.wait()
+            (tmp_path / "w").unlink()
+    used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", remote_file("lb_change.sh")))
+    assert used <= {"WAIT", "NGINX_PID"}, used
+
+
 def test_lb_setup_step_writes_the_site_only_when_it_differs(s):
     from deploy.steps.units import sha256
     from deploy import layout
