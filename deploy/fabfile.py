@@ -131,9 +131,8 @@ def releases(fleet):
 
 def _check_logs(since=None, number=50, **_):
     from deploy import service
-    from deploy.logfilter import check_since
 
-    check_since(since)
+    service.check_since(since)
     service.lines_count(number)
 
 

@@ -62,6 +62,17 @@ def nginx_log_dir(s: Settings) -> str:
     return "/var/log/nginx"
 
 
+def supervisor_log_dir(s: Settings) -> str:
+    """Where supervisord's programs log (Debian's default): <program name>.log, see supervisor_log."""
+    return "/var/log/supervisor"
+
+
+def supervisor_log(s: Settings, name: str | None = None) -> str:
+    """The log file of one of supervisord's programs: the app's (default), or e.g. shop-worker
+    (supervisor/*.j2 write it; deploy/remote/supervisor.sh reads <dir>/<name>.log)."""
+    return f"{supervisor_log_dir(s)}/{name or s.app_name}.log"
+
+
 def shared_dir(s: Settings) -> str:
     return f"{s.root}/shared"
 

@@ -44,6 +44,7 @@ def common_values(s, who: lock.Holder | None = None, force: bool = False) -> dic
         "DEPLOY_LOG": layout.deploy_log(s), "PROCESSES": layout.process_names(s),
         "AUDIT_LOG": layout.audit_log(s), "AUDIT_WHO": audit.clean(str(who or "")),
         "MASTER_PIDFILE": layout.master_pidfile(s),  # supervisor's keeper: the hand-over reads it
+        "SUPERVISOR_LOGS": layout.supervisor_log_dir(s),
         **lock.values(s, who, force), **health.values(s),
     }
 

@@ -1,8 +1,13 @@
 """Scripts for the day-to-day tasks: status, logs, restart (programs under deploy/remote/)."""
 from __future__ import annotations
 
+import re
+
 from deploy import layout, lock, release, tlsserver
 from deploy.errors import KitError
+
+# fab logs --since: journalctl and the server's `date -d` (log files, lib.sh `log_files`) read it
+SINCE_RE = re.compile(r"[A-Za-z0-9 :+.-]{1,40}")
 
 
 def status_script(s) -> str:
@@ -20,9 +25,18 @@ def lines_count(number) -> int:
     return n
 
 
+def check_since(since: str | None) -> str | None:
+    """`fab logs --since`: a time as journalctl and `date -d` write it, or a one-line error."""
+    if since is not None and not SINCE_RE.fullmatch(since):
+        raise KitError(f"--since {since!r} is not a time",
+                       "write it like '10 min ago', '2026-11-27 03:00' or 'yesterday'")
+    return since
+
+
 def logs_script(s, follow: bool, lines, since: str | None, nginx: bool,
                 process: str | None = None) -> str:
-    """The app's log, one of its processes:' (`process`), or nginx's (`nginx`)."""
+    """The app's log, one of its processes:' (`process`), or nginx's (`nginx`); from `since`
+    on when given (the journal, or the time stamps of the plain log files)."""
     if process and process not in s.processes:
         raise KitError(f"there is no process {process!r} in processes:",
                        f"pick one of: {', '.join(s.processes) or '(none configured)'}")

@@ -20,8 +20,9 @@ NAME = "supervisor"
 
 def files(s) -> list[ManagedFile]:
     # The processes: programs share the app's file: supervisorctl update adds and removes them.
-    programs = "".join(templates.render("supervisor/process.conf.j2", s, name=name, command=command)
-                       for name, command in s.processes.items())
+    programs = "".join(templates.render("supervisor/process.conf.j2", s, name=name, command=command,
+                                        supervisor_log=layout.supervisor_log(s, program))
+                       for (name, command), program in zip(s.processes.items(), layout.process_names(s)))
     return [ManagedFile(layout.supervisor_conf(s), templates.render("supervisor/app.conf.j2", s) + programs),
             ManagedFile(layout.tmpfiles_conf(s), templates.render("supervisor/tmpfiles.conf.j2", s))]
 

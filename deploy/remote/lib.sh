@@ -301,3 +301,54 @@ gated() {
   "$2" || true
   return 1
 }
+
+# -- plain log files (nginx's; supervisor's programs) ----------------------------------------
+
+# log_files LINES SINCE FOLLOW FILE...: the last LINES lines of the FILEs; with SINCE (a time
+# the server's `date -d` reads, e.g. '10 min ago') only those from then on; FOLLOW=follow keeps
+# printing. The filter reads the stamps these files carry, in the server's local time:
+#   10.0.0.9 - - [27/Nov/2026:03:45:00 +0000] "GET / …"      nginx access log
+#   2026/11/27 03:45:00 [error] 123#123: …                    nginx error log
+#   [2026-11-27 03:45:00 +0000] [42] [INFO] Booting worker    gunicorn
+# A line without a stamp (a traceback's) goes with the line before it.
+log_files() {
+  local lines=$1 since=$2 follow=$3 from f
+  shift 3
+  if [ -z "$since" ]; then
+    if [ "$follow" = follow ]; then tail -n "$lines" -F "$@"; else tail -n "$lines" "$@"; fi
+    return
+  fi
+  from=$(date -d "$since" '+%Y %m %d %H %M %S') ||
+    fail "$EXIT_USAGE" "--since $since is not a date the server understands" "write e.g. 10 min ago"
+  for f in "$@"; do
+    if [ -r "$f" ]; then awk -v since="$from" "$LOG_SINCE_AWK" "$f"; fi
+  done | tail -n "$lines"
+  if [ "$follow" = follow ]; then tail -n 0 -F "$@"; fi
+}
+
+# The filter: a stamp's seconds since 1970 by the days-from-civil formula (POSIX awk: mawk
+# does as well as gawk); `keep` carries over to the unstamped lines after it.
+# shellcheck disable=SC2016  # awk's $0, not the shell's
+readonly LOG_SINCE_AWK='
+function ep(y, mo, d, h, mi, se,   yy, era, yoe, doy, doe) {
+  y += 0; mo += 0; d += 0; h += 0; mi += 0; se += 0  # substr() gives strings
+  yy = y - (mo <= 2); era = int(yy / 400); yoe = yy - era * 400
+  doy = int((153 * (mo > 2 ? mo - 3 : mo + 9) + 2) / 5) + d - 1
+  doe = yoe * 365 + int(yoe / 4) - int(yoe / 100) + doy
+  return ((era * 146097 + doe - 719468) * 86400) + h * 3600 + mi * 60 + se
+}
+BEGIN {
+  split("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec", names, " ")
+  for (i = 1; i <= 12; i++) mon[names[i]] = i
+  split(since, t, " "); from = ep(t[1], t[2], t[3], t[4], t[5], t[6]); keep = 0
+}
+{
+  if (match($0, /[0-9][0-9]\/[A-Z][a-z][a-z]\/[0-9][0-9][0-9][0-9]:[0-9][0-9]:[0-9][0-9]:[0-9][0-9]/)) {
+    s = substr($0, RSTART, RLENGTH)
+    keep = ep(substr(s, 8, 4), mon[substr(s, 4, 3)], substr(s, 1, 2), substr(s, 13, 2), substr(s, 16, 2), substr(s, 19, 2)) >= from
+  } else if (match($0, /[0-9][0-9][0-9][0-9][-\/][0-9][0-9][-\/][0-9][0-9] [0-9][0-9]:[0-9][0-9]:[0-9][0-9]/)) {
+    s = substr($0, RSTART, RLENGTH)
+    keep = ep(substr(s, 1, 4), substr(s, 6, 2), substr(s, 9, 2), substr(s, 12, 2), substr(s, 15, 2), substr(s, 18, 2)) >= from
+  }
+  if (keep) print
+}'

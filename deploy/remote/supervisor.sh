@@ -3,8 +3,8 @@
 # same functions). gunicorn binds the app's socket itself (a restart closes it for a moment);
 # supervisord runs the kit's keeper (deploy/kit/keeper.py), which keeps the current master's
 # pid in MASTER_PIDFILE, so a new master is handed over (USR2) as under systemd.
-# Values: APP, APP_USER, PROCESSES, MASTER_PIDFILE, PREFLIGHT_RUN (the preflight's command, as supervisord
-# runs the program's: sh sourcing the env file, then the kit's preflight.py).
+# Values: APP, APP_USER, PROCESSES, MASTER_PIDFILE, SUPERVISOR_LOGS, PREFLIGHT_RUN (the preflight's
+# command, as supervisord runs the program's: sh sourcing the env file, then the kit's preflight.py).
 
 mgr_is_active() { supervisorctl status "$APP" 2>/dev/null | grep -qE 'RUNNING|STARTING'; }
 mgr_start() { supervisorctl start "$APP" >/dev/null; }
@@ -24,16 +24,9 @@ mgr_graceful_restart() { mgr_handover; }
 # The app's processes: (PROCESSES: program names, e.g. shop-worker).
 mgr_restart_processes() { supervisorctl restart "${PROCESSES[@]}" >/dev/null; }
 mgr_processes_running() { ! supervisorctl status "${PROCESSES[@]}" | grep -qv RUNNING; }
-# mgr_process_logs NAME LINES [SINCE] [follow]: the log file has no time stamps the kit filters
-# on here (fab logs --since goes through deploy/logfilter.py for supervisor).
-mgr_process_logs() {
-  if [ -n "${3:-}" ]; then
-    fail "$EXIT_USAGE" "--since is not read here for supervisor's log files" "leave out --since"
-  fi
-  local args=(-n "$2")
-  if [ "${4:-}" = follow ]; then args+=(-F); fi
-  tail "${args[@]}" "/var/log/supervisor/$1.log"
-}
+# mgr_process_logs NAME LINES [SINCE] [follow]: the program's log file (SUPERVISOR_LOGS: its
+# directory, deploy/layout.py), filtered by its time stamps (lib.sh `log_files`)
+mgr_process_logs() { log_files "$2" "${3:-}" "${4:-}" "$SUPERVISOR_LOGS/$1.log"; }
 mgr_process_state() { supervisorctl status "$1" | awk '{print $2}'; }
 
 # mgr_logs LINES [SINCE] [follow]

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections import Counter
 
-from deploy import balancer, logfilter, service
+from deploy import balancer, service
 from deploy.errors import KitError
 from deploy.fleet import Fleet, each
 from deploy.runner import Remote
@@ -114,14 +114,8 @@ def logs(fleet: Fleet, follow: bool, lines: int, since: str | None, web: bool,
     def one(r: Remote):
         out = Prefixed(r.label, width)
         s = fleet.settings_for(r)
-        if process:  # one of processes: (deploy/service.py)
-            text = service.logs_script(s, follow, lines, since, False, process)
-        elif web:
-            text = logfilter.nginx_logs_script(s, follow, lines, since)
-        elif since and s.process_manager == "supervisor":
-            text = logfilter.supervisor_logs_script(s, follow, lines, since)
-        else:
-            text = service.logs_script(s, follow, lines, since, False)
+        # one of processes: (deploy/service.py) if named, else nginx's (-w) or the app's
+        text = service.logs_script(s, follow, lines, since, web and not process, process)
         result = r.run(text, stream=True, out=out)
         out.flush()
         if not result.ok:

@@ -1043,14 +1043,17 @@ def test_logs_lines_must_be_a_whole_number(bad):
     assert service.lines_count("20") == 20
 
 
-def test_logs_since_is_refused_where_it_cannot_be_read(srv, make):
+def test_logs_since_reads_the_plain_log_files_too(srv, make):
+    """supervisor's log and nginx's are files: --since goes through lib.sh's log_files (its
+    filter: test_log_files.py); a date the server cannot read is the one-line error."""
     from deploy import service
     _, root, _, _ = srv
     s = make(base_dir=str(root), process_manager="supervisor")
-    out, _ = run_stubbed(root, service.logs_script(s, False, 5, "10 min ago", False))
-    assert out.returncode == 2 and out.stdout.startswith("::error --since is not read here")
-    web, _ = run_stubbed(root, service.logs_script(s, False, 5, "10 min ago", True))
-    assert web.returncode == 2 and "--since works for the app's journal" in web.stdout
+    for web in (False, True):
+        out, _ = run_stubbed(root, service.logs_script(s, False, 5, "10 min ago", web))
+        assert out.returncode == 0 and "::error" not in out.stdout, out.stdout
+        bad, _ = run_stubbed(root, service.logs_script(s, False, 5, "not a time", web))
+        assert bad.returncode == 2 and bad.stdout.startswith("::error --since not a time is not a date")
 
 
 def test_every_program_gets_every_value_its_files_use(make):
@@ -1070,7 +1073,7 @@ def test_every_program_gets_every_value_its_files_use(make):
             body = remote_file("lib.sh") + remote_file(f"{manager}.sh") + remote_file(f"{name}.sh")
             used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", body)) - {"EXIT_FAILED", "EXIT_USAGE", "EXIT_PREFLIGHT",
                                                                     "EXIT_UNHEALTHY", "EXIT_RELEASE_COMMAND",
-                                                                    "EXIT_LOCKED", "EXIT_GONE", "HEALTH_CURL",
+                                                                    "EXIT_LOCKED", "EXIT_GONE", "HEALTH_CURL", "LOG_SINCE_AWK",
                                                                     "KIT_AT_EXIT"}
             missing = used - given
             if name != "prepare":  # only prepare calls the preflight_* functions
