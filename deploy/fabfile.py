@@ -25,8 +25,8 @@ from deploy.tasks import tls as certificates
 
 
 @on_hosts(roles=("web", "lb"), help={
-    "check": "only print what setup would change on the app hosts (with a diff of each file); "
-             "change nothing; exit 1 if anything would change"})
+    "check": "only print what setup would change on the app and lb hosts (with a diff of each "
+             "file); change nothing; exit 1 if anything would change"})
 def setup(fleet, check=False):
     """Turn bare Debian/Ubuntu servers into app hosts, and lb hosts into the load balancer
     over them (idempotent; reports each change)."""
@@ -37,6 +37,10 @@ def setup(fleet, check=False):
         drift = [r.label for r, changes in zip(fleet.web, each(
             fleet.web, lambda r: provision.check(r, fleet.settings_for(r))))
             if any(ch.changed for ch in changes)]
+        if fleet.lb:
+            from deploy.tasks import balance
+
+            drift += balance.check_balancers(fleet)
         if drift:
             raise KitError(f"setup would change {', '.join(drift)}",
                            "review the diff above, then run fab setup")

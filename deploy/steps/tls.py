@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 
-from deploy import facts, tls, tlsserver
+from deploy import facts, layout, tls, tlsserver
 from deploy.shell import fail, q, scratch, write_file
 from deploy.steps import Change
 from deploy.steps.site import apply_lines, restore_line, site_content
@@ -77,12 +77,14 @@ class TlsFiles:
             if (f.get(f"sha:{tlsserver.cert_path(s)}") == _file_sha(s, s.tls_cert)
                     and f.get(f"sha:{tlsserver.key_path(s)}") == _file_sha(s, s.tls_key)):
                 return Change(self.name)
+            # --check diffs the certificate; the key is a secret: never read back or shown
+            cert = (tlsserver.cert_path(s), tls.local(s, s.tls_cert).read_text(errors="replace"))
             return Change(self.name, f"install the certificate pair into "
                                      f"{tlsserver.cert_path(s).rsplit('/', 1)[0]} (key 0600)",
-                          pair_lines(s), stdin=pair_payload(s))
+                          pair_lines(s), [cert], stdin=pair_payload(s))
         if s.tls != "acme":
             return Change(self.name)
-        lines, what = [], []
+        lines, what, files = [], [], []
         web = tlsserver.webroot(s)
         if f.get(f"dir:{web}") != "root:root:755":
             lines.append(f"install -d -m 755 -o root -g root {q(web)}")
@@ -90,6 +92,7 @@ class TlsFiles:
         if f.get(f"sha:{tlsserver.hook_path(s)}") != sha256(tlsserver.RELOAD_HOOK):
             lines.append(f"install -d -m 755 {tlsserver.HOOK_DIR}")
             lines.append(write_file(tlsserver.hook_path(s), tlsserver.RELOAD_HOOK, "0755"))
+            files.append((tlsserver.hook_path(s), tlsserver.RELOAD_HOOK))
             what.append("certbot deploy hook: systemctl reload nginx")
         if s.acme_ca_bundle:
             bundle = tls.local(s, s.acme_ca_bundle).read_text()
@@ -97,16 +100,18 @@ class TlsFiles:
             if f.get(f"sha:{tlsserver.ca_bundle_path(s)}") != sha256(bundle):
                 lines.append("install -d -m 755 /etc/letsencrypt")
                 lines.append(write_file(tlsserver.ca_bundle_path(s), bundle))
+                files.append((tlsserver.ca_bundle_path(s), bundle))
                 what.append("acme_ca_bundle")
             if f.get(f"sha:{tlsserver.certbot_dropin(s)}") != sha256(dropin):
                 lines.append(f"install -d -m 755 {tlsserver.CERTBOT_DROPIN_DIR}")
                 lines.append(write_file(tlsserver.certbot_dropin(s), dropin))
+                files.append((tlsserver.certbot_dropin(s), dropin))
                 lines.append("systemctl daemon-reload")
                 what.append("certbot.service trusts it")
         if f.get("enabled:certbot.timer") != "enabled":
             lines.append("systemctl enable -q --now certbot.timer")
             what.append("enable certbot.timer")
-        return Change(self.name, ", ".join(what), lines) if lines else Change(self.name)
+        return Change(self.name, ", ".join(what), lines, files) if lines else Change(self.name)
 
 
 class AcmeCertificate:
@@ -128,11 +133,13 @@ class AcmeCertificate:
         want = tlsserver.names_fact(tls.real_domains(s.domains))
         if have and names in (want, facts.MISSING):
             return Change(self.name)
-        lines = tlsserver.issue_lines(s, restore_line(s))
+        lines, files = tlsserver.issue_lines(s, restore_line(s)), []
         if have:  # names changed: the TLS site is in place already and picks the new one up
             lines.append("systemctl reload nginx")
         else:
-            lines += apply_lines(s, site_content(s, ready=True))  # same nginx -t gate
+            tls_site = site_content(s, ready=True)
+            lines += apply_lines(s, tls_site)  # same nginx -t gate
+            files.append((layout.nginx_site(s), tls_site))
         server = tls.acme_directory(s.acme_server)
         return Change(self.name, f"certificate for {want.replace(',', ', ')} from {server}",
-                      lines)
+                      lines, files)

@@ -69,6 +69,17 @@ def setup_balancers(fleet: Fleet) -> None:
                                                           or "no web host yet (fab deploy adds them)"))
 
 
+def check_balancers(fleet: Fleet) -> list[str]:
+    """`fab setup --check` on the lb hosts (each file's diff, nothing changed): the ones that
+    would change."""
+    if not fleet.lb:
+        return []
+    members = serving_members(fleet)
+    changes = each(fleet.lb, lambda r: provision.check(r, fleet.settings_for(r),
+                                                       lb_steps(fleet.settings_for(r), members)))
+    return [r.label for r, chs in zip(fleet.lb, changes) if any(ch.changed for ch in chs)]
+
+
 class Rotation:
     """Takes batches of web hosts out of every balancer and puts them back (deploy's hook).
 

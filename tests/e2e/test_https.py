@@ -139,6 +139,12 @@ def test_files_mode_with_own_ca(sandbox_host, kit, ssh, app_copy, tmp_path):
     # A new pair replaces the old one with a graceful reload: no failed HTTPS request.
     app_copy.settings(tls="files", domains=[name], tls_cert=str(tmp_path / "b.pem"),
                       tls_key=str(tmp_path / "b.key"), hsts=300)
+    # setup --check first: the certificate's diff, never the key; exit 1, nothing changed
+    drift = kit(host, "setup", "--check", config=app_copy.config, check=False)
+    assert drift.returncode == 1 and "tls-files        would change" in drift.stdout, drift.stdout
+    assert "--- /etc/nginx/tls/flasksample/fullchain.pem (on the host)" in drift.stdout
+    assert "PRIVATE KEY" not in drift.stdout + drift.stderr
+    assert served_cert(host, name) == first.fingerprint
     with load_on(host, https=(name, ca_file)) as load:
         time.sleep(0.5)
         out = kit(host, "setup", config=app_copy.config).stdout

@@ -144,6 +144,23 @@ def test_files_mode_unchanged_when_the_server_has_the_same_pair(make, pair):
     assert "tls-files" in changed(plan(s, facts))
 
 
+def test_setup_check_diffs_the_tls_files_but_never_the_key(make, pair, tmp_path):
+    """--check shows a unified diff of each file the TLS steps write: the certificate, not the
+    private key (a secret is never read back or printed)."""
+    s = files(make, pair)
+    step = changed(plan(s, {}))["tls-files"]
+    assert step.files == [(tlsserver.cert_path(s), (pair / "cert.pem").read_text())]
+    assert not any(tlsserver.key_path(s) == path for path, _ in step.files)
+    (tmp_path / "ca.pem").write_bytes(CA().pem)
+    s = acme(make, acme_ca_bundle=str(tmp_path / "ca.pem"))
+    written = {path: content for ch in plan(s, {}) for path, content in ch.files}
+    assert written[tlsserver.hook_path(s)] == tlsserver.RELOAD_HOOK
+    assert written[tlsserver.ca_bundle_path(s)] == (tmp_path / "ca.pem").read_text()
+    assert written[tlsserver.certbot_dropin(s)] == tlsserver.certbot_dropin_content(s)
+    site = changed(plan(s, {}))["tls-certificate"].files  # the TLS site, once certbot has one
+    assert site == [("/etc/nginx/sites-available/flasksample.conf", site_content(s, ready=True))]
+
+
 def converged_acme(s) -> dict:
     cert = tlsserver.cert_path(s)
     return {f"exists:{cert}": "yes", f"certnames:{cert}": NAME,
