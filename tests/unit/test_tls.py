@@ -199,6 +199,22 @@ def test_a_failed_issuance_puts_back_the_site_this_run_replaced(make, run_bash):
         in issue and issue.index("kit_site_saved") < issue.index("no certificate for")
 
 
+def test_a_failed_issuance_is_one_line_with_the_acme_servers_reason(make, run_bash):
+    from deploy.shell import script
+    s = acme(make)
+    stub = ('certbot() { echo "Detail: DNS problem: NXDOMAIN looking up A"; return 1; }\n'
+            'nginx() { :; }\nsystemctl() { echo "systemctl $*"; }\nkit_site_saved=1\n')
+    out = run_bash(script(stub, tlsserver.issue_lines(s, "echo restored")))
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[-3:] == [
+        "restored", "systemctl reload nginx",
+        f"::error no certificate for {NAME}: Detail: DNS problem: NXDOMAIN looking up A — make every "
+        "name in domains resolve to this host with port 80 reachable from the ACME server, then run "
+        "fab setup again (the previous site keeps serving)"]
+    renew = run_bash(script(tlsserver.renew_script_lines(s)))
+    assert (renew.returncode, renew.stdout) == (1, "::error no certificate from certbot yet — run fab setup first\n")
+
+
 def test_acme_ca_bundle_reaches_certbot_and_its_timer(make, tmp_path):
     (tmp_path / "ca.pem").write_bytes(CA().pem)
     s = acme(make, acme_server="https://10.231.255.1:14000/dir", acme_ca_bundle=str(tmp_path / "ca.pem"))
