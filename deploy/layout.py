@@ -58,8 +58,9 @@ def previous_link(s: Settings) -> str:
     return f"{s.root}/previous"
 
 
-def nginx_log_dir(s: Settings) -> str:
-    return "/var/log/nginx"
+def nginx_logs(s: Settings) -> list[str]:
+    """The app's nginx access and error logs (nginx/site.conf.j2, lb.conf.j2; fab logs -w)."""
+    return [f"/var/log/nginx/{s.app_name}.access.log", f"/var/log/nginx/{s.app_name}.error.log"]
 
 
 def supervisor_log_dir(s: Settings) -> str:

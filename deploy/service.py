@@ -41,7 +41,7 @@ def logs_script(s, follow: bool, lines, since: str | None, nginx: bool,
         raise KitError(f"there is no process {process!r} in processes:",
                        f"pick one of: {', '.join(s.processes) or '(none configured)'}")
     return release.run("logs", s, LINES=lines_count(lines), SINCE=since or "", FOLLOW=follow,
-                       WEB=nginx, NGINX_LOGS=layout.nginx_log_dir(s),
+                       WEB=nginx, NGINX_LOGS=layout.nginx_logs(s),
                        PROCESS=f"{s.app_name}-{process}" if process else "")
 
 

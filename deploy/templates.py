@@ -64,6 +64,7 @@ def context(s: Settings) -> dict:
         "tls": tlsserver.nginx_tls(s, ready=s.tls == "files"),
         "keeper": layout.kit_file(layout.current_link(s), "keeper.py"),
         "master_pidfile": layout.master_pidfile(s),
+        "nginx_logs": layout.nginx_logs(s),  # access, error
         "supervisor_log": layout.supervisor_log(s),  # the app's; each process: passes its own
         # the gunicorn command line: built once (deploy/gunicorn.py), for the unit and supervisor
         "gunicorn_exec": " ".join(gunicorn.unit_argv(s)),
