@@ -56,6 +56,11 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     assert '"GET / HTTP/1.0" 200' in logs.stdout
     web = kit(host, "logs", "--web", "-n", "50", user=user, config=app_copy.config)
     assert '"GET / HTTP/1.1" 200' in web.stdout
+    # --since: the journal, or the time stamps of the plain files (supervisor's log, nginx's)
+    since = kit(host, "logs", "--since", "1 hour ago", user=user, config=app_copy.config)
+    assert '"GET / HTTP/1.0" 200' in since.stdout
+    web = kit(host, "logs", "--web", "--since", "1 hour ago", user=user, config=app_copy.config)
+    assert '"GET / HTTP/1.1" 200' in web.stdout
     status = kit(host, "status", user=user, config=app_copy.config)
     # fab status is one table now: HOST ROLE RELEASE PROCESS HEALTH …
     row = next(l.split() for l in status.stdout.splitlines() if l.startswith(f"{host.name} "))
