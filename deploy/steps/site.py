@@ -57,8 +57,8 @@ def apply_lines(s, content: str) -> list[str]:
 # serves. Setup returns once it does: every worker of the old one has exited or stopped
 # accepting (nginx retitles it "worker process is shutting down" as it closes its listening
 # sockets); at most 5 s (a master that could not load the new config keeps its workers).
-RELOAD = ("kit_old=; if [ -s /run/nginx.pid ]; then "
-          "kit_old=$(pgrep -d ' ' -x -P \"$(cat /run/nginx.pid)\" nginx || true); fi; "
+RELOAD = (f"kit_old=; if [ -s {q(layout.NGINX_PID)} ]; then "
+          f"kit_old=$(pgrep -d ' ' -x -P \"$(cat {q(layout.NGINX_PID)})\" nginx || true); fi; "
           "systemctl reload nginx; "
           "for kit_i in $(seq 250); do kit_left=; for kit_p in $kit_old; do "
           "case \"$(tr -d '\\0' < /proc/$kit_p/cmdline 2>/dev/null)\" in "
