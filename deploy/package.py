@@ -58,8 +58,7 @@ def secrets_note(left_out: list[str]) -> str:
     return f"left out as likely secrets (set them with fab env.set): {shown}"
 
 
-def requirements_hash(requirements: bytes, python: str) -> str:
-    return hashlib.sha256(python.encode() + b"\0" + requirements).hexdigest()[:12]
+requirements_hash = requirements.requirements_hash
 
 
 def release_id(rev: str, now: float | None = None) -> str:

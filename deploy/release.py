@@ -50,10 +50,11 @@ def common_values(s, who: lock.Holder | None = None, force: bool = False) -> dic
 
 
 def run(name: str, s, who: lock.Holder | None = None, force: bool = False, *,
-        functions: dict | None = None, **values) -> str:
+        functions: dict | None = None, libs: tuple[str, ...] = (), **values) -> str:
     """The script for program `name` with the common values and `values` (and shell
-    `functions` other modules build, e.g. the certificate lines of fab status)."""
-    return program(name, common_values(s, who, force) | values, s.process_manager, functions)
+    `functions` other modules build, e.g. the certificate lines of fab status; `libs`: more
+    function files under deploy/remote/)."""
+    return program(name, common_values(s, who, force) | values, s.process_manager, functions, libs)
 
 
 def prepare_script(s, release: str, req_hash: str, who: lock.Holder, force: bool,
@@ -64,7 +65,7 @@ def prepare_script(s, release: str, req_hash: str, who: lock.Holder, force: bool
     m = manager_for(s)
     command = s.release_command if release_command else ""
     run_command = appcmd.command_argv(s, rel, command, unit=f"{s.app_name}-release-command") if command else []
-    return run("prepare", s, who, force, RELEASE=release, REL=rel, REQ_HASH=req_hash,
+    return run("prepare", s, who, force, libs=("venv.sh",), RELEASE=release, REL=rel, REQ_HASH=req_hash,
                RELEASE_COMMAND=command, RELEASE_COMMAND_RUN=run_command,
                VENV=layout.venv_dir(s, req_hash),
                REQUIREMENTS=layout.kit_file(rel, "requirements.txt"), PYTHON=s.python,

@@ -11,8 +11,8 @@ gunicorn is added, at the kit's pin, when the app does not list it.
 """
 from __future__ import annotations
 
+import hashlib
 import re
-import tomllib
 from collections import defaultdict
 from typing import Callable
 
@@ -45,6 +45,8 @@ def with_gunicorn(text: str) -> str:
 
 
 def _toml(read: Reader, name: str) -> dict:
+    import tomllib  # only for a pyproject app: setup reads the requirements too, and starts fast
+
     try:
         return tomllib.loads(read(name).decode())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
@@ -108,6 +110,11 @@ def from_pylock(lock: dict) -> str:
                            "directory package)", "set requirements: to a requirements file")
         lines.append(_line(pkg["name"], pkg["version"], {pkg.get("marker", "")}))
     return "\n".join(sorted(lines)) + "\n"
+
+
+def requirements_hash(requirements: bytes, python: str) -> str:
+    """Names the venv (venvs/<hash>) for these pinned requirements under this python."""
+    return hashlib.sha256(python.encode() + b"\0" + requirements).hexdigest()[:12]
 
 
 def pinned(read: Reader, setting: str) -> tuple[str, str]:

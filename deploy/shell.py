@@ -59,12 +59,15 @@ def function(name: str, lines: list[str]) -> str:
     return f"{name}() {{\n" + "\n".join(flatten(lines) or ["true"]) + "\n}"
 
 
-def program(name: str, values: dict, manager: str | None = None, functions: dict | None = None) -> str:
-    """One script for one round trip: header, values, lib.sh, the manager's functions, shell
-    functions built in Python (`functions`: name -> lines), and deploy/remote/<name>.sh."""
+def program(name: str, values: dict, manager: str | None = None, functions: dict | None = None,
+            libs: tuple[str, ...] = ()) -> str:
+    """One script for one round trip: header, values, lib.sh and the other function files
+    `libs` (e.g. venv.sh), the manager's functions, shell functions built in Python
+    (`functions`: name -> lines), and deploy/remote/<name>.sh."""
     return script(
         [assign(k, v) for k, v in values.items()],
         remote_file("lib.sh"),
+        [remote_file(lib) for lib in libs],
         remote_file(f"{manager}.sh") if manager else "",
         [function(k, v) for k, v in (functions or {}).items()],
         remote_file(f"{name}.sh"),

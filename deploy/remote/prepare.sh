@@ -1,7 +1,7 @@
 # shellcheck shell=bash
 # prepare: lock, unpack the release (archive base64 on stdin), reuse or build its venv, load it
 # as the app runs and check its health in-process (the preflight). Nothing takes traffic yet.
-# Values: RELEASE REL (its dir) VENV REQ_HASH REQUIREMENTS (the pinned list) PYTHON SHARED_DIRS
+# Values (and venv.sh's): RELEASE REL (its dir) VENV REQ_HASH REQUIREMENTS (the pinned list) PYTHON SHARED_DIRS
 # STATIC_DIR RELEASE_COMMAND(_RUN) and the
 # common ones (deploy/shell.py `common_values`). On any failure once the lock is ours the
 # release is removed and the lock freed, so the next deploy just works; a client that
@@ -84,64 +84,11 @@ fi
 mv -T "$REL.partial" "$REL"
 
 step venv
-# Built by the app user (pip and any build backend never run as root), then made root's, so
-# the app cannot change the code it runs. Root writes pip's log in its own scratch dir.
-# The venv gets no pip of its own: ensurepip installs and byte-compiles all of pip into every
-# venv, most of a first build's time. When the venv's python is the system's python3, pip is
-# Debian's own wheel (what ensurepip would copy in), run by the app user under the venv's
-# python: from the wheel file itself the first time, while root unpacks and byte-compiles it
-# into $VENVS/.pip-VERSION (root's; root unzips and compiles it, never runs it), which later
-# builds run. Any other python gets its own pip through ensurepip.
-system_python=/usr/bin/python3
-pip_wheels=/usr/share/python-wheels
-# system_pip: sets pip to the system pip to run with the venv's python (empty: none), and
-# starts unpacking it in the background when that is not done yet.
-system_pip() {
-  local whl dir
-  pip=
-  [ "$(readlink -f "$(command -v "$PYTHON")")" = "$(readlink -f "$system_python")" ] || return 0
-  whl=$(find "$pip_wheels" -maxdepth 1 -name 'pip-*.whl' 2> /dev/null | sort -V | tail -n 1)
-  [ -n "$whl" ] || return 0
-  dir=$VENVS/.$(basename "$whl" .whl)
-  if [ -e "$dir/.complete" ]; then
-    pip=$dir/pip
-    return 0
-  fi
-  pip=$whl/pip
-  {
-    find "$VENVS" -maxdepth 1 -name '.pip-*' -exec rm -rf {} + &&
-      "$system_python" -c 'import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])' \
-        "$whl" "$dir.partial" &&
-      "$system_python" -m compileall -q "$dir.partial" &&
-      touch "$dir.partial/.complete" && mv -T "$dir.partial" "$dir"
-  } > /dev/null 2>&1 &
-}
-build_venv() {
-  local pip rc=0
-  runuser -u "$APP_USER" -- "$PYTHON" -m venv "$VENV" --without-pip || return 1
-  system_pip
-  if [ -z "$pip" ]; then
-    runuser -u "$APP_USER" -- "$VENV/bin/python" -m ensurepip --default-pip || return 1
-    pip=$VENV/bin/pip
-  fi
-  runuser -u "$APP_USER" -- "$VENV/bin/python" "$pip" install -q --disable-pip-version-check --no-input \
-    -r "$REQUIREMENTS" || rc=1
-  wait # the system pip's unpacking, if it ran: only an optimisation for the next build
-  return "$rc"
-}
-if [ ! -e "$VENV/.complete" ]; then
-  echo "building venv $REQ_HASH (requirements changed)"
-  rm -rf "$VENV"
-  mkdir -m 755 "$VENV"
-  chown -h "$APP_USER:$APP_USER" "$VENV"
-  if ! (cd / && export PIP_NO_CACHE_DIR=1 && build_venv) > "$KIT_TMP/pip.log" 2>&1; then
-    tail -n 5 "$KIT_TMP/pip.log" | app_output
-    rm -rf "$VENV"
-    fail "$EXIT_FAILED" "pip install of the pinned requirements failed (its log is above)" \
-      "correct the app's requirements and deploy again"
-  fi
-  chown -R -P -h root:root "$VENV"
-  touch "$VENV/.complete"
+# deploy/remote/venv.sh: reused when complete (setup may have built it), else built now
+if ! venv_ensure "$VENV" "$REQUIREMENTS" "$KIT_TMP/pip.log"; then
+  tail -n 5 "$KIT_TMP/pip.log" | app_output
+  fail "$EXIT_FAILED" "pip install of the pinned requirements failed (its log is above)" \
+    "correct the app's requirements and deploy again"
 fi
 ln -sfn "../../venvs/$REQ_HASH" "$REL/.venv"
 

@@ -28,10 +28,12 @@ class Change:
 def ordered(s):
     """The setup steps for these settings, in the order they must run."""
     from deploy.managers import manager_for
-    from deploy.steps import account, packages, site, tls, units
+    from deploy.steps import account, packages, site, tls, units, venv
 
     before_site = [tls.TlsFiles()] if s.tls != "off" else []
     after_site = [tls.AcmeCertificate()] if s.tls == "acme" else []
-    return [packages.Packages(), account.AppUser(), account.Directories(),
+    # the first venv builds in the background (venv.py) while apt installs: user and
+    # directories come first, since it needs them
+    return [account.AppUser(), account.Directories(), venv.VenvStart(), packages.Packages(),
             units.ProcessManagerFiles(manager_for(s)), *before_site, site.NginxSite(),
-            *after_site]
+            *after_site, venv.VenvDone()]

@@ -18,13 +18,13 @@ from deploy.settings import PROJECT_ROOT
 HEAVY_FOR_THE_TABLE = [
     "jinja2", "cryptography.x509", "yaml", "tomllib", "tarfile", "uuid",
     "deploy.settings", "deploy.tls", "deploy.templates", "deploy.runner", "deploy.trust",
-    "deploy.knownhosts", "deploy.release", "deploy.package", "deploy.requirements",
+    "deploy.knownhosts", "deploy.release", "deploy.package",
     "deploy.envfile", "deploy.tasks.deploy", "deploy.tasks.setup", "deploy.tasks.balance",
     "deploy.tasks.overview", "deploy.sandbox.manager", "deploy.sandbox.machine", "deploy.init",
 ]
 # Not needed by setup on an app host (tls: off).
 HEAVY_FOR_SETUP = [
-    "cryptography.x509", "tomllib", "tarfile", "uuid", "deploy.package", "deploy.requirements",
+    "cryptography.x509", "tomllib", "tarfile", "uuid", "deploy.package",
     "deploy.release", "deploy.tasks.deploy", "deploy.tasks.balance", "deploy.balancer",
     "deploy.tasks.overview", "deploy.sandbox.manager", "deploy.init", "deploy.health",
 ]

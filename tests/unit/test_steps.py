@@ -57,7 +57,7 @@ def converged(s) -> dict:
             "dir": lambda a: dirs[a],
             "sha": lambda a: sha(contents[a]),
             "link": lambda a: SITE,
-            "exists": lambda a: "no",
+            "exists": lambda a: "yes" if a.endswith("/.complete") else "no",  # the venv
             "enabled": lambda a: "enabled",
             "active": lambda a: "active",
             "procunits": lambda a: "",
@@ -73,9 +73,9 @@ def by_step(changes):
 
 def test_setup_steps_in_order(make):
     assert [st.name for st in ordered(make())] == \
-        ["packages", "user", "directories", "systemd-units", "nginx-site"]
+        ["user", "directories", "venv", "packages", "systemd-units", "nginx-site", "venv-done"]
     assert [st.name for st in ordered(make(process_manager="supervisor"))] == \
-        ["packages", "user", "directories", "supervisor-units", "nginx-site"]
+        ["user", "directories", "venv", "packages", "supervisor-units", "nginx-site", "venv-done"]
 
 
 def test_probes_cover_the_other_manager(s, make):
@@ -174,7 +174,7 @@ def test_bare_host_apply_script_parses(make, manager, syntax_ok):
     text = apply_script(plan(s, bare(s)))
     result = syntax_ok(text)
     assert result.returncode == 0, result.stderr
-    assert text.count("::step ") == 5
+    assert text.count("::step ") == 7
 
 
 # -- converged host: nothing changes (idempotence) -------------------------------------------
@@ -195,8 +195,9 @@ def test_wanted_state_for_custom_settings_plans_nothing(make):
     for key in f:
         kind, arg = key.split(":", 1)
         f[key] = {"pkg": "installed", "user": "shop:/opt/shop:/usr/sbin/nologin",
-                  "link": layout.nginx_site(s), "exists": "no", "enabled": "enabled",
-                  "active": "active", "procunits": ""}.get(kind, f[key])
+                  "link": layout.nginx_site(s), "enabled": "enabled", "active": "active",
+                  "exists": "yes" if arg.endswith("/.complete") else "no",
+                  "procunits": ""}.get(kind, f[key])
     for path, owner, mode in [("/opt/shop", "root:root", "755"), ("/opt/shop/releases", "root:root", "755"),
                               ("/opt/shop/venvs", "root:root", "755"),
                               ("/opt/shop/shared", "root:shop", "750"), ("/opt/shop/.kit", "root:root", "700")]:
@@ -424,3 +425,20 @@ def test_a_vendor_unit_of_the_same_name_is_refused(s):
     f["exists:/usr/lib/systemd/system/flasksample.service"] = "yes"
     with pytest.raises(KitError, match="a service the system already has"):
         plan(s, f)
+
+
+# -- the first venv, built while apt installs ------------------------------------------------
+
+def test_setup_builds_the_venv_deploy_would_use_in_the_background(s):
+    from deploy import layout, package
+    from deploy.steps import venv
+    steps = by_step(plan(s, bare(s)))
+    req_hash = package.build(s).req_hash  # what the first deploy looks for
+    assert steps["venv"].summary == f"build venv {req_hash} in the background"
+    start = "\n".join(steps["venv"].lines)
+    assert "apt_install 300 python3-pip-whl" in start  # the pip venv.sh runs, before the rest
+    assert f"venv_ensure {layout.venv_dir(s, req_hash)} " in start and start.endswith("kit_venv_pid=$!")
+    assert 'wait "$kit_venv_pid"' in "\n".join(steps["venv-done"].lines)
+    f = converged(s)
+    assert f[f"exists:{layout.venv_dir(s, req_hash)}/.complete"] == "yes"
+    assert not venv.VenvStart().plan(s, f).changed and not venv.VenvDone().plan(s, f).changed
