@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -58,6 +59,12 @@ def wait_answer(address: str, contains: str = "Hello World!", timeout: float = 6
     raise RuntimeError(f"http://{address}/ did not answer {contains!r} within {timeout:.0f}s")
 
 
+def setup_steps(out: str) -> dict[str, float]:
+    """`[host] packages  changed  install … (12.34s)` lines of fab setup → {setup:step: seconds}."""
+    return {f"setup:{m.group(1)}": float(m.group(2)) for m in re.finditer(
+        r"^\[[^]]+\] ([a-z-]+) +changed .*\((\d+\.\d+)s\)$", out, re.M)}
+
+
 def kit_cold(h: H.Host, kit: Path | None = None, what: str = "kit", keep=lambda what, run: run) -> Cold:
     """The kit's first `fab setup` and `fab deploy` on the bare host h."""
     runs = []
@@ -67,7 +74,7 @@ def kit_cold(h: H.Host, kit: Path | None = None, what: str = "kit", keep=lambda 
         if r.rc != 0:
             raise RuntimeError(f"{what}: first {task} failed (exit {r.rc}):\n{r.out}")
         runs.append(r)
-    steps = ", ".join(f"{k} {v:.1f}" for k, v in runs[1].steps().items())
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in {**setup_steps(runs[0].out), **runs[1].steps()}.items())
     serving = wait_answer(h.address)
     return Cold(what, runs[0].wall, runs[1].wall, serving, steps, h.cpu()[WHOLE] - cpu0)
 

@@ -19,7 +19,7 @@ def test_audit_trail_and_setup_check(sandbox_host, kit, ssh, app_copy):
     shown = kit(host, "audit", config=app_copy.config).stdout
     entries = [l for l in shown.splitlines() if l.startswith(f"[{host.name}]   ")]
     whats = [l.split("(pid ")[1].split(")", 1)[1].strip() for l in entries]
-    assert whats[0].startswith("setup: packages, user, directories, systemd-units, nginx-site")
+    assert whats[0].startswith("setup: user, directories, venv, packages, systemd-units, nginx-site")
     assert [w.split()[0] for w in whats[1:]] == ["deployed", "deployed", "rolled", "env.set",
                                                 "restart", "env.unset", "exec"], whats
     assert whats[4] == "env.set AUDITED_NAME" and whats[6] == "env.unset AUDITED_NAME"
