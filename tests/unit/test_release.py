@@ -409,6 +409,31 @@ def test_with_the_system_python_the_venv_runs_debians_pip_wheel_unpacked_once_by
         shutil.rmtree(root / "releases" / R2)
 
 
+def test_a_deploy_waits_for_a_venv_another_run_builds_then_reuses_it(prepared_host):
+    """setup builds the first venv in the background (deploy/steps/venv.py); a deploy meanwhile
+    takes its turn on venvs/ (flock) and finds the venv complete: one builder per directory."""
+    import fcntl
+    import threading
+    import time
+    s, root, add, point, run_prepare = prepared_host
+    fd = os.open(root / "venvs", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # the other builder, half way
+    (root / "venvs" / "h2").mkdir()
+    done = {}
+    deploy = threading.Thread(target=lambda: done.update(out=run_prepare()))
+    deploy.start()
+    time.sleep(1)
+    assert "out" not in done  # waiting, not using the half venv
+    (root / "venvs" / "h2" / ".complete").touch()
+    os.close(fd)
+    deploy.join(20)
+    result, calls = done["out"]
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "waiting for the build of venv h2 another run started" in result.stdout
+    assert "building" not in result.stdout and not any(c.startswith("python3") for c in calls)
+
+
+
 def test_a_release_is_readable_by_the_apps_group_and_only_its_static_dir_by_others(prepared_host, make):
     """X2: a file a release carries is not world-readable; nginx (other) reads static_dir."""
     s, root, add, point, run_prepare = prepared_host
