@@ -19,7 +19,13 @@ from deploy.errors import KitError
 from deploy.shell import q, remote_file, scratch, write_file
 from deploy.steps import Change, packages
 
-PIP_WHEEL = "python3-pip-whl"  # the pip venv.sh runs (installed first when it is missing)
+PIP_WHEEL = "python3-pip-whl"  # the pip venv.sh runs
+
+
+def first_packages(s) -> list[str]:
+    """Installed before the build starts, when missing: its pip, and the user's apt_packages
+    (a build dependency or the python itself may be one of them); the rest (nginx) meanwhile."""
+    return list(dict.fromkeys([PIP_WHEEL, *s.apt_packages]))
 
 
 @functools.lru_cache(maxsize=8)
@@ -67,7 +73,7 @@ class VenvStart:
 
     def probes(self, s):
         want = pinned(s)
-        return [facts.pkg(PIP_WHEEL)] + ([facts.exists(_complete(s, want[1]))] if want else [])
+        return [facts.pkg(p) for p in first_packages(s)] + ([facts.exists(_complete(s, want[1]))] if want else [])
 
     def plan(self, s, f) -> Change:
         want = _wanted(s, f)
@@ -76,8 +82,9 @@ class VenvStart:
         text, req_hash = want
         reqs = f"{layout.venvs_dir(s)}/.{req_hash}.requirements.txt"
         lines = []
-        if f.get(f"pkg:{PIP_WHEEL}") != "installed":
-            lines += packages.install_lines([PIP_WHEEL], s.apt_lock_wait)
+        missing = [p for p in first_packages(s) if f.get(f"pkg:{p}") != "installed"]
+        if missing:
+            lines += packages.install_lines(missing, s.apt_lock_wait)
         lines += [f"APP_USER={q(s.app_user)} PYTHON={q(s.python)} VENVS={q(layout.venvs_dir(s))}",
                   remote_file("venv.sh"),
                   write_file(reqs, text),

@@ -422,11 +422,15 @@ def test_a_deploy_waits_for_a_venv_another_run_builds_then_reuses_it(prepared_ho
     done = {}
     deploy = threading.Thread(target=lambda: done.update(out=run_prepare()))
     deploy.start()
-    time.sleep(1)
+    for _ in range(200):  # until its venv step (the release is unpacked), then a little more
+        if (root / "releases" / R2).exists():
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
     assert "out" not in done  # waiting, not using the half venv
     (root / "venvs" / "h2" / ".complete").touch()
     os.close(fd)
-    deploy.join(20)
+    deploy.join(30)
     result, calls = done["out"]
     assert result.returncode == 0, result.stdout + result.stderr
     assert "waiting for the build of venv h2 another run started" in result.stdout

@@ -429,6 +429,13 @@ def test_a_vendor_unit_of_the_same_name_is_refused(s):
 
 # -- the first venv, built while apt installs ------------------------------------------------
 
+def test_the_venv_build_starts_after_the_users_apt_packages(make):
+    s = make(apt_packages=["libpq-dev"])
+    steps = by_step(plan(s, bare(s)))
+    assert "apt_install 300 python3-pip-whl libpq-dev" in steps["venv"].lines  # build deps first
+    assert steps["packages"].summary == "install nginx python3-pip-whl curl libpq-dev"
+
+
 def test_setup_builds_the_venv_deploy_would_use_in_the_background(s):
     from deploy import layout, package
     from deploy.steps import venv
@@ -439,6 +446,7 @@ def test_setup_builds_the_venv_deploy_would_use_in_the_background(s):
     assert "apt_install 300 python3-pip-whl" in start  # the pip venv.sh runs, before the rest
     assert f"venv_ensure {layout.venv_dir(s, req_hash)} " in start and start.endswith("kit_venv_pid=$!")
     assert 'wait "$kit_venv_pid"' in "\n".join(steps["venv-done"].lines)
+
     f = converged(s)
     assert f[f"exists:{layout.venv_dir(s, req_hash)}/.complete"] == "yes"
     assert not venv.VenvStart().plan(s, f).changed and not venv.VenvDone().plan(s, f).changed
