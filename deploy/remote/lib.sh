@@ -304,6 +304,27 @@ gated() {
 
 # -- plain log files (nginx's; supervisor's programs) ----------------------------------------
 
+# reload_retiring_old_workers: HUP the master, then wait (at most HEALTH_TIMEOUT s) until the
+# workers it had before are gone. The kit's on_reload hook keeps them serving until every new
+# worker has imported the app, so without this wait the gate could count three answers from
+# new workers while an old one still takes requests with the release it had.
+reload_retiring_old_workers() {
+  local master old p left i
+  master=$(mgr_main_pid 2> /dev/null || true)
+  old=
+  if [ "${master:-0}" -gt 1 ] 2> /dev/null; then old=$(pgrep -P "$master" || true); fi
+  mgr_reload
+  for ((i = 0; i < HEALTH_TIMEOUT * 50; i++)); do
+    left=
+    for p in $old; do
+      if kill -0 "$p" 2> /dev/null; then left=1; fi
+    done
+    if [ -z "$left" ]; then return 0; fi
+    sleep 0.02
+  done
+  echo "warning: workers of the release before still run after $HEALTH_TIMEOUT s"
+}
+
 # log_files LINES SINCE FOLLOW FILE...: the last LINES lines of the FILEs; with SINCE (a time
 # the server's `date -d` reads, e.g. '10 min ago') only those from then on; FOLLOW=follow keeps
 # printing. The filter reads the stamps these files carry, in the server's local time:
@@ -320,9 +341,9 @@ log_files() {
   fi
   from=$(date -d "$since" '+%Y %m %d %H %M %S') ||
     fail "$EXIT_USAGE" "--since $since is not a date the server understands" "write e.g. 10 min ago"
-  for f in "$@"; do
-    if [ -r "$f" ]; then awk -v since="$from" "$LOG_SINCE_AWK" "$f"; fi
-  done | tail -n "$lines"
+  for f in "$@"; do  # the last LINES of each file, as tail does without SINCE
+    if [ -r "$f" ]; then awk -v since="$from" "$LOG_SINCE_AWK" "$f" | tail -n "$lines"; fi
+  done
   if [ "$follow" = follow ]; then tail -n 0 -F "$@"; fi
 }
 

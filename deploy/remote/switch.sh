@@ -40,7 +40,7 @@ activate() {
   elif [ "$(readlink -f "$CURRENT/.venv")" != "$old_venv" ]; then
     mgr_handover
   else
-    mgr_reload
+    reload_retiring_old_workers
   fi
   if [ ${#PROCESSES[@]} -gt 0 ]; then
     mgr_restart_processes || echo 'warning: a process did not restart; the gate decides'

@@ -639,7 +639,8 @@ def switch(srv, rel, who=ME, **kw):
 
 
 @pytest.mark.parametrize("new_venv, inactive, expected", [
-    ("h1", 0, ["systemctl show -p MainPID --value flasksample.service",  # same requirements:
+    ("h1", 0, ["systemctl show -p MainPID --value flasksample.service",  # same requirements: the
+               "systemctl show -p MainPID --value flasksample.service",  # workers to retire, then
                "systemctl reload flasksample.service"]),     # HUP (no master in the stub: systemctl's)
     ("h2", 0, ["systemctl show -p MainPID --value flasksample.service",   # the venv changed: a new
                "systemctl restart flasksample.service"]),     # master (hand-over; none runs here)
@@ -763,8 +764,9 @@ def test_switch_runs_health_gates_records_previous_and_finishes(srv):
     assert os.readlink(root / "previous") == f"releases/{R1}"
     assert f"::previous {R1}" in result.stdout.splitlines()
     assert re.findall(r"::step (\w+)", result.stdout) == ["switch", "health", "finish"]
-    assert calls[:3] == ["systemctl is-active -q flasksample.service",
-                         "systemctl show -p MainPID --value flasksample.service", "systemctl reload flasksample.service"]
+    assert calls[:4] == ["systemctl is-active -q flasksample.service",
+                         *["systemctl show -p MainPID --value flasksample.service"] * 2,
+                         "systemctl reload flasksample.service"]
     assert sum(c.startswith("curl ") for c in calls) == 1  # the gate: one curl, three answers
     assert re.fullmatch(rf"\S+Z deployed {R2} by me@box\n", (root / ".kit/deploys.log").read_text())
     assert not (root / ".kit" / "lock").exists()
