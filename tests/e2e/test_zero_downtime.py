@@ -146,7 +146,14 @@ def test_broken_release_is_rolled_back_without_a_failed_request(kind, sandbox_ho
 def fab_popen(host, config, *tasks):
     return subprocess.Popen([sys.executable, "-m", "fabric", "-f", str(config), "-S", host.ssh_config,
                              "-H", host.name, *tasks], cwd=REPO_ROOT, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint)
+
+
+def default_sigint():
+    """fab reacts to Ctrl-C as in a terminal even when the suite itself ignores SIGINT (a
+    background job of a non-interactive shell, e.g. `.ci/run &`, starts with it ignored, and
+    Python then never turns it into KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_lock(root, present=True, timeout=30):
