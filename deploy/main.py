@@ -18,6 +18,8 @@ import fabric.main
 from fabric import Config, Executor
 from fabric.main import Fab
 
+from deploy import write_bytecode
+
 CONFIG_NAMES = ("fabric.yaml", "fabric.yml", "fabric.json", "fabric.py")
 
 
@@ -32,6 +34,7 @@ def project_dir(start: Path | None = None) -> Path:
 
 class Program(Fab):
     def parse_collection(self):
+        write_bytecode()  # parse_core, just before, turned it off
         super().parse_collection()
         self.config.set_project_location(str(project_dir()))
         self.config.load_project()

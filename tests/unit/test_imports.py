@@ -64,3 +64,28 @@ def test_planning_a_setup_imports_only_what_setup_needs():
         "envfile.block_in_place(s, {})\n")
     assert {"jinja2", "deploy.tasks.setup", "deploy.steps.units"} <= loaded  # it did plan
     assert sorted(m for m in HEAVY_FOR_SETUP if m in loaded) == []
+
+
+def bytecode_setting_after_a_run(program: str, env_value: str | None) -> bool:
+    """sys.dont_write_bytecode once a `fab`/`flasksample` run has loaded its tasks."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    if env_value is not None:
+        env["PYTHONDONTWRITEBYTECODE"] = env_value
+    code = (f"import sys\n{program}\n"
+            "p.run(['fab', '--list'], exit=False)\nprint(sys.dont_write_bytecode)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=PROJECT_ROOT, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()[-1] == "True"
+
+
+def test_fab_caches_the_kits_compiled_modules_unless_python_is_told_not_to():
+    # invoke turns .pyc writing off for its whole process; without the kit's .pyc files
+    # every run compiled its modules again
+    fab = "from fabric.main import program as p"
+    flasksample = "from deploy.main import make_program\np = make_program()"
+    for program in (fab, flasksample):
+        assert bytecode_setting_after_a_run(program, None) is False
+        assert bytecode_setting_after_a_run(program, "1") is True
