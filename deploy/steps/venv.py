@@ -85,7 +85,8 @@ class VenvStart:
         missing = [p for p in first_packages(s) if f.get(f"pkg:{p}") != "installed"]
         if missing:
             lines += packages.install_lines(missing, s.apt_lock_wait)
-        lines += [f"APP_USER={q(s.app_user)} PYTHON={q(s.python)} VENVS={q(layout.venvs_dir(s))}",
+        lines += [f"APP_USER={q(s.app_user)} PYTHON={q(s.python)} VENVS={q(layout.venvs_dir(s))} "
+                  f"CURRENT={q(layout.current_link(s))}",
                   remote_file("venv.sh"),
                   write_file(reqs, text),
                   f"venv_ensure {q(layout.venv_dir(s, req_hash))} {q(reqs)} {q(scratch('venv.log'))} "

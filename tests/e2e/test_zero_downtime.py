@@ -77,20 +77,28 @@ def test_events_that_need_a_new_master_drop_nothing(manager, sandbox_host, kit, 
     app_copy.settings(process_manager=manager, health_timeout=30)
     kit(host, "setup", "deploy", config=app_copy.config)
     venv = f"readlink -f /srv/{APP}/current/.venv"
-    first_venv, masters, events = root.run(venv, hide=True).stdout, [master_pid(root, manager)], {}
+    first_venv, masters, events = root.run(venv, hide=True).stdout.strip(), [master_pid(root, manager)], {}
     with load_on(host, keep_body=True) as load:
         time.sleep(0.5)
         reqs = app_copy.dir / "requirements.txt"
-        reqs.write_text(reqs.read_text() + "# a requirements change: a new venv\n")
+        reqs.write_text(reqs.read_text() + "idna==3.10  # a requirements change: a new venv\n")
         app_copy.say("Hello new venv!")
         for name, tasks in [("deploy", ["deploy"]), ("rollback", ["rollback"]),
                             ("env.set", ["env.set", "SECRET_KEY=handed-over"]), ("restart", ["restart"])]:
             t = load.now()
-            kit(host, *tasks, config=app_copy.config, timeout=600)
+            out = kit(host, *tasks, config=app_copy.config, timeout=600).stdout
             events[name] = (t, load.now())
             masters.append(master_pid(root, manager))
             if name == "deploy":
-                assert root.run(venv, hide=True).stdout != first_venv
+                new_venv = root.run(venv, hide=True).stdout.strip()
+                assert new_venv != first_venv
+                # built from a copy of the live venv: its packages plus idna, its own paths
+                assert f"starting from venv {first_venv.rsplit('/', 1)[1]}" in out, out
+                listing = f"cd {{}}/lib/python3*/site-packages && ls -d *.dist-info"
+                assert set(root.run(listing.format(new_venv), hide=True).stdout.split()) == \
+                    set(root.run(listing.format(first_venv), hide=True).stdout.split()) | {"idna-3.10.dist-info"}
+                assert not root.run(f"grep -rlI --exclude-dir=__pycache__ {first_venv} {new_venv}",
+                                    hide=True, warn=True).stdout
             time.sleep(0.5)
     failures = load.failures
     assert load.summary()["sent"] > 100
@@ -98,7 +106,7 @@ def test_events_that_need_a_new_master_drop_nothing(manager, sandbox_host, kit, 
     assert len(set(masters)) == len(masters), f"every event starts a new master: {masters}"
     assert answers_between(load, events["deploy"][1], events["rollback"][0]) == {"Hello new venv!"}
     assert answers_between(load, events["rollback"][1], load.now()) == {"Hello World!"}
-    assert root.run(venv, hide=True).stdout == first_venv
+    assert root.run(venv, hide=True).stdout.strip() == first_venv
     assert json.loads(http(host, "/healthz")[1])["secret_key_set"] is True
     # the manager follows the new master: an operator's restart still works after hand-overs
     if manager == "systemd":
