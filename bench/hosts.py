@@ -45,6 +45,9 @@ def extract_kit(rev: str, dest: Path) -> str:
     archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", short, "--", *KIT_PATHS],
                              capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    # Compiled as pip compiles an installed kit: users never run fab from bare sources, and runs
+    # with PYTHONDONTWRITEBYTECODE (as here) would otherwise compile every module on each start.
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(dest)], check=True)
     return short
 
 
