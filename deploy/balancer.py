@@ -11,7 +11,7 @@ import re
 
 from deploy import layout, templates, tlsserver
 from deploy.shell import program, q, script
-from deploy.steps.site import apply_lines
+from deploy.steps.site import swap_lines
 
 SERVER_LINE = re.compile(r"\s*server (?P<address>\S+):80 .*;\s+# (?P<name>\S+)\s*$")
 
@@ -45,7 +45,7 @@ def change_script(s, content: str, wait: int) -> str:
     nginx gracefully and wait up to `wait` seconds for the old workers, with the requests
     they had in flight, to finish (deploy/remote/lb_change.sh)."""
     return program("lb_change", {"WAIT": int(wait), "NGINX_PID": layout.NGINX_PID},
-                   functions={"site_apply": apply_lines(s, content)})
+                   functions={"site_apply": swap_lines(s, content)})
 
 
 def status_script(s) -> str:

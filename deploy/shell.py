@@ -74,6 +74,15 @@ def program(name: str, values: dict, manager: str | None = None, functions: dict
     )
 
 
+def subprogram(name: str, values: dict) -> str:
+    """deploy/remote/<name>.sh with lib.sh and its values as part of a script built in Python
+    (a setup step's lines): in a subshell, with a scratch dir of its own inside the run's (lib.sh's
+    exit hook removes that one, not the run's). Fails as the program does."""
+    return "\n".join(["(", f'KIT_TMP="$KIT_TMP/{name}" && mkdir -m 700 "$KIT_TMP"',
+                      *[assign(k, v) for k, v in values.items()],
+                      remote_file("lib.sh"), remote_file(f"{name}.sh"), ")"])
+
+
 def flatten(parts) -> list[str]:
     """Lines from strings and (nested) lists of strings, empty ones dropped."""
     lines: list[str] = []

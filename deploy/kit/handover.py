@@ -16,8 +16,13 @@ If the new master cannot boot, it exits; the old one never stopped serving.
 
 A reload (HUP: a code-only deploy, `systemctl reload`, `supervisorctl signal HUP`): gunicorn
 forks the new workers and TERMs the old ones at once; on_reload keeps the old ones serving until
-every new worker has imported the app (then they finish what they serve and exit).
+every new worker has imported the app (then they finish what they serve and exit). The last new
+worker to be ready TERMs them itself: the master only looks every 0.1 s while it reloads.
+worker_exit names a worker that has answered its last request `RETIRED` (/proc/PID/comm), so the
+kit's reload (lib.sh `retire_children`) need not wait for the exit of a Python process, which
+takes a while of its own, to know no old worker answers any more.
 """
+import functools
 import mmap
 import os
 import re
@@ -74,7 +79,10 @@ def on_reload(server):
     want = server.cfg.workers
     for age in range(server.worker_age + 1, server.worker_age + 1 + 4 * want):
         ready[_slot(age)] = 0
+    # "hold" keeps its shape across kit versions: a running master's wrappers (when_ready) call
+    # the _release of the handover.py it started with, which reads it.
     _shared["hold"] = (server.worker_age, want, time.monotonic() + (server.cfg.timeout or 30))
+    _shared["old_workers"] = tuple(workers)
     server.num_workers = len(workers) + want
 
 
@@ -123,11 +131,44 @@ def pre_exec(server):
             os.dup2(fd, 3 + i)
 
 
+def _retire_old(worker, ready):
+    """In a reload's new worker (it inherited the hold): when every new worker is ready, TERM
+    the old ones now, those still the master's children (the master's own _release follows)."""
+    hold = _shared.get("hold")
+    if hold is None:
+        return
+    last_old, want, _ = hold
+    if sum(ready[_slot(age)] for age in range(last_old + 1, last_old + 1 + 4 * want)) < want:
+        return
+    for pid in _shared.get("old_workers", ()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])
+            if parent == worker.ppid:
+                os.kill(pid, signal.SIGTERM)
+        except (OSError, ValueError, IndexError):
+            pass
+
+
+RETIRED = "kit-retired"  # lib.sh `retire_children` reads it (a comm is at most 15 bytes)
+
+
+def worker_exit(server, worker):
+    """The worker left its loop: it has answered its last request (gunicorn calls this as the
+    worker process ends, before Python tears itself down)."""
+    try:
+        with open("/proc/self/comm", "w") as f:
+            f.write(RETIRED)
+    except OSError:
+        pass
+
+
 def post_worker_init(worker):
     ready = _shared.get("ready")
     if ready is None:
         return
     ready[_slot(worker.age)] = 1
+    _retire_old(worker, ready)
     # wake the master (a SIGCHLD makes it reap, which finds nothing): a reload's old workers
     # retire as soon as the last new one is ready, not at the master's next 1 s tick
     os.kill(worker.ppid, signal.SIGCHLD)
@@ -138,15 +179,16 @@ def post_worker_init(worker):
         systemd.sd_notify(f"MAINPID={worker.ppid}\nREADY=1", worker.log)
 
 
-HOOKS = ("on_starting", "when_ready", "on_reload", "pre_exec", "post_worker_init")
+HOOKS = ("on_starting", "when_ready", "on_reload", "pre_exec", "post_worker_init", "worker_exit")
 
 
 def chained(name, other):
     """The kit's hook `name`, then `other` (the config's own one, if any)."""
     mine = globals()[name]
 
-    def hook(arg):  # gunicorn checks each hook's arity: exactly one argument
-        mine(arg)
+    @functools.wraps(mine)  # gunicorn checks each hook's arity: the signature is mine's
+    def hook(*args):
+        mine(*args)
         if callable(other):
-            other(arg)
+            other(*args)
     return hook

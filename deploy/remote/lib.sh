@@ -302,28 +302,76 @@ gated() {
   return 1
 }
 
-# -- plain log files (nginx's; supervisor's programs) ----------------------------------------
+# -- a master's children, replaced ------------------------------------------------------------
+
+# retire_children PARENT SECONDS DONE COMMAND...: run COMMAND, which tells PARENT (a pid; none:
+# nothing to wait for) to replace its children (a reload), then wait until DONE (a function,
+# given a pid) says each child PARENT had before is done with, every 10 ms. Returns COMMAND's
+# status when it fails, 124 when some old child is not done after SECONDS, else 0.
+# gunicorn's workers: `reload_retiring_old_workers`; nginx's: `nginx_reload`.
+retire_children() {
+  local parent=$1 seconds=$2 done=$3 old=() left p deadline
+  shift 3
+  if [ "${parent:-0}" -gt 1 ] 2> /dev/null; then mapfile -t old < <(pgrep -P "$parent" || true); fi
+  "$@" || return
+  deadline=$((${EPOCHREALTIME/[.,]/} + seconds * 1000000))
+  while :; do
+    left=()
+    for p in "${old[@]}"; do
+      if ! "$done" "$p"; then left+=("$p"); fi
+    done
+    old=("${left[@]}")
+    if [ ${#old[@]} -eq 0 ]; then return 0; fi
+    if [ "${EPOCHREALTIME/[.,]/}" -ge "$deadline" ]; then return 124; fi
+    sleep 0.01
+  done
+}
+
+# Tests for DONE, given a child's pid. exited: gone, or a zombie its parent has not reaped yet.
+exited() { ! proc_stat "$1" || [ "${proc_fields[0]}" = Z ]; }
+# gunicorn_retired: exited, or named so by the kit's worker_exit hook (deploy/kit/handover.py
+# RETIRED): it answered its last request and only Python's own teardown is left.
+gunicorn_retired() {
+  local comm=''
+  if exited "$1"; then return 0; fi
+  read -r comm 2> /dev/null < "/proc/$1/comm" || return 0
+  [ "$comm" = kit-retired ]
+}
+# nginx_closing: exited, or the title nginx gives a worker that closed its listening sockets
+# (it finishes the requests it has, but takes no new ones).
+nginx_closing() {
+  local title=''
+  if exited "$1"; then return 0; fi
+  IFS= read -r -d '' title 2> /dev/null < "/proc/$1/cmdline" || true
+  [ -z "$title" ] || [[ $title == *'shutting down'* ]]
+}
+
+# nginx_reload PIDFILE SECONDS DONE: reload nginx's configuration (start nginx when it is not
+# running), then wait, at most SECONDS, until DONE says each worker nginx had before is done
+# with: nginx_closing (the new configuration serves; setup) or exited (the requests they had in
+# flight finished too; the balancer). PIDFILE: nginx's. retire_children's status.
+nginx_reload() {
+  local master=''
+  if ! systemctl is-active -q nginx; then
+    systemctl start nginx
+    return
+  fi
+  if [ -s "$1" ]; then read -r master < "$1" || true; fi
+  retire_children "$master" "$2" "$3" systemctl reload nginx
+}
 
 # reload_retiring_old_workers: HUP the master, then wait (at most HEALTH_TIMEOUT s) until the
-# workers it had before are gone. The kit's on_reload hook keeps them serving until every new
-# worker has imported the app, so without this wait the gate could count three answers from
-# new workers while an old one still takes requests with the release it had.
+# workers it had before answer no more. The kit's on_reload hook keeps them serving until every
+# new worker has imported the app, so without this wait the gate could count three answers
+# from new workers while an old one still takes requests with the release it had.
 reload_retiring_old_workers() {
-  local master old p left i
-  master=$(mgr_main_pid 2> /dev/null || true)
-  old=
-  if [ "${master:-0}" -gt 1 ] 2> /dev/null; then old=$(pgrep -P "$master" || true); fi
-  mgr_reload
-  for ((i = 0; i < HEALTH_TIMEOUT * 50; i++)); do
-    left=
-    for p in $old; do
-      if kill -0 "$p" 2> /dev/null; then left=1; fi
-    done
-    if [ -z "$left" ]; then return 0; fi
-    sleep 0.02
-  done
-  echo "warning: workers of the release before still run after $HEALTH_TIMEOUT s"
+  local rc=0
+  retire_children "$(mgr_main_pid 2> /dev/null || true)" "$HEALTH_TIMEOUT" gunicorn_retired mgr_reload || rc=$?
+  if [ "$rc" = 124 ]; then echo "warning: workers of the release before still run after $HEALTH_TIMEOUT s" && rc=0; fi
+  return "$rc"
 }
+
+# -- plain log files (nginx's; supervisor's programs) ----------------------------------------
 
 # log_files LINES SINCE FOLLOW FILE...: the last LINES lines of the FILEs; with SINCE (a time
 # the server's `date -d` reads, e.g. '10 min ago') only those from then on; FOLLOW=follow keeps

@@ -6,7 +6,7 @@ the previous files are put back before nginx is touched, so nginx keeps serving.
 from __future__ import annotations
 
 from deploy import facts, layout, templates, tlsserver
-from deploy.shell import fail, q, scratch, write_file
+from deploy.shell import fail, q, scratch, subprogram, write_file
 from deploy.steps import Change
 from deploy.steps.units import sha256
 
@@ -31,7 +31,7 @@ def restore_line(s) -> str:
                      for live, name in _touched(s))
 
 
-def apply_lines(s, content: str) -> list[str]:
+def swap_lines(s, content: str) -> list[str]:
     """Swap in the site (keeping a backup), test, and restore everything if the test fails.
     Sets `kit_site_saved=1` in the script once the previous files are saved."""
     backup, test_log = BACKUP, scratch("nginx-test.log")
@@ -49,21 +49,17 @@ def apply_lines(s, content: str) -> list[str]:
         f"grep -E 'emerg|error' {test_log} | head -n 3 || true; "
         + fail("nginx -t rejected the new site; the previous config was put back",
                "read the lines above; fix and run again") + "; fi",
-        f"if systemctl is-active -q nginx; then {RELOAD}; else systemctl start nginx; fi",
     ]
 
 
-# `systemctl reload nginx` only signals the master: it returns before the new configuration
-# serves. Setup returns once it does: every worker of the old one has exited or stopped
-# accepting (nginx retitles it "worker process is shutting down" as it closes its listening
-# sockets); at most 5 s (a master that could not load the new config keeps its workers).
-RELOAD = (f"kit_old=; if [ -s {q(layout.NGINX_PID)} ]; then "
-          f"kit_old=$(pgrep -d ' ' -x -P \"$(cat {q(layout.NGINX_PID)})\" nginx || true); fi; "
-          "systemctl reload nginx; "
-          "for kit_i in $(seq 250); do kit_left=; for kit_p in $kit_old; do "
-          "case \"$(tr -d '\\0' < /proc/$kit_p/cmdline 2>/dev/null)\" in "
-          "''|*'shutting down'*) ;; *) kit_left=1 ;; esac; done; "
-          "[ -z \"$kit_left\" ] && break; sleep 0.02; done")
+# nginx reloaded (or started), returning once the new configuration serves: at most 5 s
+# (deploy/remote/nginx_reload.sh).
+RELOAD = subprogram("nginx_reload", {"WAIT": 5, "NGINX_PID": layout.NGINX_PID})
+
+
+def apply_lines(s, content: str) -> list[str]:
+    """swap_lines, then nginx reloads the new site."""
+    return swap_lines(s, content) + [RELOAD]
 
 
 class NginxSite:

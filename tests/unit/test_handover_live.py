@@ -169,3 +169,11 @@ def test_handover_names_the_new_master_once_every_new_worker_has_imported_the_ap
             assert answer(sock) in {(pid, new_master) for pid in after}
     finally:
         os.kill(new_master, signal.SIGTERM)
+
+
+def test_worker_exit_names_the_worker_retired(tmp_path):
+    """What lib.sh's gunicorn_retired reads: a worker past its last answer, before it is gone."""
+    code = (f"import runpy; h = runpy.run_path({str(KIT / 'handover.py')!r}); h['worker_exit'](None, None); "
+            "print(open('/proc/self/comm').read().strip(), h['RETIRED'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["kit-retired", "kit-retired"]

@@ -1100,7 +1100,7 @@ def test_every_program_gets_every_value_its_files_use(make):
                     "restart": service.restart_script(s, ME), "env_change": envfile.change_script(s, ME),
                     "logs": service.logs_script(s, False, 5, None, False)}
         for name, text in programs.items():
-            given = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, re.M)) | {"KIT_TMP", "KIT_RC"}
+            given = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", text, re.M)) | {"KIT_TMP", "KIT_RC", "EPOCHREALTIME"}
             body = remote_file("lib.sh") + remote_file(f"{manager}.sh") + remote_file(f"{name}.sh")
             used = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", body)) - {"EXIT_FAILED", "EXIT_USAGE", "EXIT_PREFLIGHT",
                                                                     "EXIT_UNHEALTHY", "EXIT_RELEASE_COMMAND",

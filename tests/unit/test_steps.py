@@ -174,7 +174,7 @@ def test_bare_host_apply_script_parses(make, manager, syntax_ok):
     text = apply_script(plan(s, bare(s)))
     result = syntax_ok(text)
     assert result.returncode == 0, result.stderr
-    assert text.count("::step ") == 7
+    assert text.count('echo "::step ') == 7  # shell.step's markers (lib.sh, in it, has its own)
 
 
 # -- converged host: nothing changes (idempotence) -------------------------------------------
@@ -301,24 +301,29 @@ def test_changed_supervisor_conf_rereads_and_updates(make):
 
 
 def test_edited_nginx_site_is_rewritten_behind_nginx_t(s):
-    from deploy.steps.site import RELOAD, apply_lines
+    from deploy.steps.site import RELOAD, apply_lines, swap_lines
     f = converged(s)
     f[f"sha:{SITE}"] = "0" * 64
     ch = by_step(plan(s, f))["nginx-site"]
-    assert ch.lines == apply_lines(s, templates.render("nginx/site.conf.j2", s))
-    assert ch.lines[-1] == f"if systemctl is-active -q nginx; then {RELOAD}; else systemctl start nginx; fi"
-    assert RELOAD.startswith("kit_old=") and "systemctl reload nginx;" in RELOAD
+    content = templates.render("nginx/site.conf.j2", s)
+    assert ch.lines == apply_lines(s, content) == swap_lines(s, content) + [RELOAD]
+    assert RELOAD.startswith("(\n") and RELOAD.endswith(
+        '\nnginx_reload "$NGINX_PID" "$WAIT" nginx_closing || [ $? = 124 ]\n\n)')
 
 
 def test_the_site_reload_returns_once_the_old_workers_stopped_accepting(tmp_path, run_bash):
+    """The reload program inside setup's script: nginx reloads (a stand-in systemctl), a master
+    without workers leaves nothing to wait for, and the run's scratch dir outlives it."""
+    from deploy.shell import script
     from deploy.steps.site import RELOAD
-    # a fake nginx master's pid file, with no worker: nothing to wait for
-    text = RELOAD.replace("/run/nginx.pid", str(tmp_path / "nginx.pid")).replace(
-        "systemctl reload nginx", "echo reloaded")
+    (tmp_path / "systemctl").write_text('#!/bin/sh\necho "systemctl $*"\n')
+    (tmp_path / "systemctl").chmod(0o755)
     (tmp_path / "nginx.pid").write_text("999999\n")
-    result = run_bash("set -euo pipefail\n" + text + "\necho done")
+    text = script(RELOAD.replace("/run/nginx.pid", str(tmp_path / "nginx.pid")),
+                  'test -d "$KIT_TMP" && echo done').replace("/run/flasksample-kit", str(tmp_path / "kit"))
+    result = run_bash(f"PATH={tmp_path}:$PATH\n" + text)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["reloaded", "done"]
+    assert result.stdout.splitlines() == ["systemctl is-active -q nginx", "systemctl reload nginx", "done"]
 
 
 def test_default_site_back_means_rewrite(s):
