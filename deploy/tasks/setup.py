@@ -41,7 +41,7 @@ def audit_what(changes: list[Change]) -> str:
 
 def read_facts(remote: Remote, s: Settings, steps=None, extra=()) -> dict[str, str]:
     probes = [p for st in steps or ordered(s) for p in st.probes(s)] + list(extra)
-    out = remote.must(script(facts.probe_script(probes)), "reading the host's state")
+    out = remote.must(facts.read_script(probes), "reading the host's state")
     return facts.parse("\n".join(out.lines))
 
 

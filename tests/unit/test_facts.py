@@ -21,7 +21,8 @@ def test_probe_script_prints_one_tab_separated_line_per_probe_without_duplicates
                          facts.link("/srv/app/current")])
     assert text == (
         "printf '%s\\t%s\\n' link:/srv/app/current \"$(readlink /srv/app/current || echo missing | head -n1)\"\n"
-        "printf '%s\\t%s\\n' user:app \"$(getent passwd app | cut -d: -f1,6,7 | grep . || echo missing | head -n1)\"\n"
+        "printf '%s\\t%s\\n' user:app \"$({ IFS=: read -r kit_n _ _ _ _ kit_h kit_s < <(getent passwd app)"
+        " && echo \"$kit_n:$kit_h:$kit_s\"; } || echo missing | head -n1)\"\n"
     )
 
 
@@ -114,3 +115,17 @@ def test_systemctl_probes_answer_an_empty_string_rather_than_failing(run_bash):
     result = run_bash("set -euo pipefail\n" + probe_script([facts.active("no-such-unit-kit-test.service")]))
     assert result.returncode == 0
     assert parse(result.stdout)["active:no-such-unit-kit-test.service"] in ("", "inactive", "unknown")
+
+
+def test_round_trip_procunits_names_the_apps_process_units(tmp_path, run_bash):
+    units = tmp_path / "system"
+    units.mkdir()
+    (units / "shop-worker.service").write_text("[Unit]\n# flasksample process worker of shop: x\n")
+    (units / "shop-beat.service").write_text("[Unit]\n# flasksample process beat of shop: x\n")
+    (units / "shop-hand.service").write_text("[Unit]\n# written by hand\n")
+    script = probe_script([facts.procunits("shop")]).replace("/etc/systemd/system/", f"{units}/")
+    got = parse(run_bash("set -euo pipefail\n" + script).stdout)
+    assert sorted(got["procunits:shop"].split()) == ["shop-beat.service", "shop-worker.service"]
+    (units / "shop-worker.service").unlink()
+    (units / "shop-beat.service").unlink()
+    assert parse(run_bash("set -euo pipefail\n" + script).stdout) == {"procunits:shop": ""}
