@@ -13,9 +13,11 @@ script runs (long steps: apt, pip) when the caller asks for progress.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -175,7 +177,8 @@ class Remote:
             # ~2 min for each reconnect, e.g. the undo after a connection was lost
             self.conn.connect_timeout = max(10, KEEPALIVE_COUNT * self.keepalive)
         try:
-            self.conn.open()
+            with prompt_thread_switches():
+                self.conn.open()
         except paramiko.BadHostKeyException as e:
             self.conn.client.close()
             raise trust.bad_key_error(view, e) from None
@@ -294,6 +297,32 @@ class Remote:
                                "allow NOPASSWD sudo for it or run fab with --prompt-for-sudo-password")
             raise KitError(f"{self.label}: user {self.conn.user} cannot use sudo ({err.strip()})",
                            "connect as root or as a user with sudo rights")
+
+
+_switching = {"threads": 0, "interval": 0.0}
+_switching_lock = threading.Lock()
+SWITCH_INTERVAL = 0.0005
+
+
+@contextlib.contextmanager
+def prompt_thread_switches():
+    """While a host connects, a thread asking for the GIL gets it within 0.5 ms instead of
+    Python's 5. Hosts connect in threads while the task's own thread works (imports and
+    templates in setup, packing in deploy): the connecting thread needs the GIL briefly at each
+    packet of the handshake and waited up to 5 ms for it every time (measured beside a busy
+    thread, on a loaded 2-core machine: connect 143 → 105 ms; 72 ms beside an idle one)."""
+    with _switching_lock:
+        if _switching["threads"] == 0:
+            _switching["interval"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(SWITCH_INTERVAL, _switching["interval"]))
+        _switching["threads"] += 1
+    try:
+        yield
+    finally:
+        with _switching_lock:
+            _switching["threads"] -= 1
+            if _switching["threads"] == 0:
+                sys.setswitchinterval(_switching["interval"])
 
 
 def nodelay_transport(sock, **kwargs) -> paramiko.Transport:

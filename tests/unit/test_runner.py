@@ -433,6 +433,43 @@ def test_connecting_is_bounded_unless_ssh_config_bounds_it(monkeypatch):
     assert seen == [15, 4]
 
 
+def test_connecting_hosts_get_the_gil_promptly_and_the_interval_comes_back(monkeypatch):
+    """While hosts connect (in threads, beside a busy task thread), Python hands the GIL over
+    within 0.5 ms instead of 5; once the last one is connected or failed, the old interval."""
+    import sys
+    import threading
+
+    from fabric import Config, Connection
+
+    from deploy import runner
+
+    seen, both_in = [], threading.Barrier(2, timeout=10)
+
+    def open_(conn):
+        seen.append(sys.getswitchinterval())
+        both_in.wait()  # two hosts connecting at once
+        raise OSError("refused")
+
+    monkeypatch.setattr(runner.trust, "guard", lambda *a, **k: None)
+    monkeypatch.setattr(Connection, "open", open_)
+    before = sys.getswitchinterval()
+    errors = []
+
+    def connect():
+        try:
+            Remote(Connection("192.0.2.1", user="root", config=Config())).connect()
+        except KitError as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=connect) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(errors) == 2 and seen == [runner.SWITCH_INTERVAL] * 2
+    assert sys.getswitchinterval() == before
+
+
 def test_rollback_finds_every_hosts_target_before_switching_any(monkeypatch, make):
     """A host with nothing to roll back to stops the rollback before any host switched."""
     log = []
