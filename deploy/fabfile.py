@@ -55,7 +55,7 @@ def setup(fleet, check=False):
         balance.setup_balancers(fleet)
 
 
-@on_hosts(roles=("web", "lb"), connect=False,  # the web hosts connect while the app is packed
+@on_hosts(roles=("web", "lb"),  # the hosts connect while the deploy code loads and packs the app
           help={"force": "break a deploy lock left by a dead deploy"})
 def deploy(fleet, force=False):
     """Ship the app: new release, health-gated zero-downtime switch (batch by batch through

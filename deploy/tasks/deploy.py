@@ -72,8 +72,8 @@ def deploy(remotes: list[Remote], settings_for, force: bool = False, rotation=No
     started = time.time()
     first = settings_for(remotes[0])
     # Every host is connected (its key checked) while the app is packed, and before anything
-    # is sent to any (the task connects none first: deploy/fabfile.py). An error packing
-    # waits for the connections, then wins.
+    # is sent to any (the task started connecting them in the background: deploy/fabfile.py;
+    # connect() waits for all). An error packing waits for the connections, then wins.
     with ThreadPoolExecutor(max_workers=1) as pool:
         connected = pool.submit(each, remotes, lambda r: r.connect())
         pkg = package.build(first)
