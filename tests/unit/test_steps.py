@@ -455,3 +455,43 @@ def test_setup_builds_the_venv_deploy_would_use_in_the_background(s):
     f = converged(s)
     assert f[f"exists:{layout.venv_dir(s, req_hash)}/.complete"] == "yes"
     assert not venv.VenvStart().plan(s, f).changed and not venv.VenvDone().plan(s, f).changed
+
+
+# -- reading the facts ------------------------------------------------------------------------
+
+def test_the_templates_are_rendered_while_the_host_answers(s, monkeypatch):
+    """read_facts plans once with no facts while its one round trip runs (jinja2 compiles the
+    templates then, not after the answers came); a failure of either still reaches the caller."""
+    import threading
+
+    from deploy import facts
+    from deploy.errors import KitError
+    from deploy.runner import Outcome
+    from deploy.tasks import setup as provision
+
+    planned = threading.Event()
+    real_plan = provision.plan
+
+    def plan_and_tell(*a, **kw):
+        result = real_plan(*a, **kw)
+        planned.set()
+        return result
+
+    class Host:
+        def __init__(self, error=None):
+            self.error, self.sent = error, []
+
+        def must(self, text, what):
+            self.sent.append(text)
+            assert planned.wait(10), "the plan waited for the host's answer"
+            if self.error:
+                raise self.error
+            return Outcome(True, 0, ["user:flasksample\tmissing"])
+
+    monkeypatch.setattr(provision, "plan", plan_and_tell)
+    host = Host()
+    assert provision.read_facts(host, s)["user:flasksample"] == MISSING
+    assert host.sent == [facts.read_script([p for st in ordered(s) for p in st.probes(s)])]
+    planned.clear()
+    with pytest.raises(KitError, match="unreachable"):
+        provision.read_facts(Host(KitError("web1: unreachable", "check")), s)
