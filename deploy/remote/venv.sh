@@ -22,6 +22,7 @@
 # in its next release.
 system_python=/usr/bin/python3
 pip_wheels=/usr/share/python-wheels
+apt_archives=/var/cache/apt/archives
 # system_pip: sets pip to the system pip to run with the venv's python (empty: none), and
 # starts unpacking it in the background when that is not done yet.
 system_pip() {
@@ -43,6 +44,28 @@ system_pip() {
       "$system_python" -m compileall -q "$dir.partial" &&
       touch "$dir.partial/.complete" && mv -T "$dir.partial" "$dir"
   } > /dev/null 2>&1 &
+}
+# pip_wheel_wait PID: until Debian's pip wheel is here, while PID (setup's script, whose one apt
+# run installs it with nginx) runs. apt downloads (and checks) every package before dpkg unpacks
+# any, so the wheel is taken from python3-pip-whl's .deb as soon as that is downloaded; else
+# from where dpkg puts it (renamed into place whole, so complete when seen).
+pip_wheel_wait() {
+  local deb dir=$VENVS/.deb-pip
+  until compgen -G "$pip_wheels/pip-*.whl" > /dev/null; do
+    deb=$(compgen -G "$apt_archives/python3-pip-whl_*.deb" | sort -V | tail -n 1) || true
+    if [ -n "$deb" ]; then
+      rm -rf "$dir" "$dir.partial" && mkdir -m 755 "$dir.partial" &&
+        dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$dir.partial" --no-same-owner --strip-components=4 \
+          --wildcards './usr/share/python-wheels/pip-*.whl' &&
+        compgen -G "$dir.partial/pip-*.whl" > /dev/null && mv -T "$dir.partial" "$dir" &&
+        pip_wheels=$dir && return 0
+    fi
+    if ! kill -0 "$1" 2> /dev/null; then
+      echo "the pip wheel ($pip_wheels/pip-*.whl) did not arrive: setup ended first"
+      return 1
+    fi
+    sleep 0.1
+  done
 }
 # canonical NAME: a distribution name as pip compares them (PEP 503).
 canonical() {

@@ -24,7 +24,10 @@ PIP_WHEEL = "python3-pip-whl"  # the pip venv.sh runs
 
 def first_packages(s) -> list[str]:
     """Installed before the build starts, when missing: its pip, and the user's apt_packages
-    (a build dependency or the python itself may be one of them); the rest (nginx) meanwhile."""
+    (a build dependency or the python itself may be one of them); the rest (nginx) meanwhile.
+    When only the pip is missing, the build waits for it instead (pip_wheel_wait): the packages
+    step installs it with nginx in one apt run, not two (an apt run costs ~1 s even for one
+    small package)."""
     return list(dict.fromkeys([PIP_WHEEL, *s.apt_packages]))
 
 
@@ -81,15 +84,17 @@ class VenvStart:
             return Change(self.name)
         text, req_hash = want
         reqs = f"{layout.venvs_dir(s)}/.{req_hash}.requirements.txt"
-        lines = []
+        lines, wait = [], ""
         missing = [p for p in first_packages(s) if f.get(f"pkg:{p}") != "installed"]
-        if missing:
+        if missing == [PIP_WHEEL]:
+            wait = "pip_wheel_wait $$ && "
+        elif missing:
             lines += packages.install_lines(missing, s.apt_lock_wait)
         lines += [f"APP_USER={q(s.app_user)} PYTHON={q(s.python)} VENVS={q(layout.venvs_dir(s))} "
                   f"CURRENT={q(layout.current_link(s))}",
                   remote_file("venv.sh"),
                   write_file(reqs, text),
-                  f"venv_ensure {q(layout.venv_dir(s, req_hash))} {q(reqs)} {q(scratch('venv.log'))} "
+                  f"{{ {wait}venv_ensure {q(layout.venv_dir(s, req_hash))} {q(reqs)} {q(scratch('venv.log'))}; }} "
                   f"> {q(scratch('venv.out'))} 2>&1 &",
                   "kit_venv_pid=$!"]
         return Change(self.name, f"build venv {req_hash} in the background", lines)

@@ -370,13 +370,10 @@ def test_with_the_system_python_the_venv_runs_debians_pip_wheel_unpacked_once_by
     wheel file the first time while root unzips and byte-compiles it (never running it), from
     that copy afterwards."""
     import sys
-    import zipfile
+    from tests.unit.fakepip import fake_pip_wheel
     s, root, add, point = srv
     wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    with zipfile.ZipFile(wheels / "pip-99.1-py3-none-any.whl", "w") as z:
-        z.writestr("pip/__init__.py", "")
-        z.writestr("pip/__main__.py", "import os, sys\n"
+    fake_pip_wheel(wheels, "import os, sys\n"
                    "where = 'zip' if '.whl' in __file__ else 'dir'\n"
                    "open(os.environ['KIT_CALLS'], 'a').write(f'wheel-pip {where} ' + ' '.join(sys.argv[1:]) + '\\n')\n")
     py = tmp_path / "python3"  # the system python: makes venvs, else the real one

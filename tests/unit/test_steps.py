@@ -448,8 +448,10 @@ def test_setup_builds_the_venv_deploy_would_use_in_the_background(s):
     req_hash = package.build(s).req_hash  # what the first deploy looks for
     assert steps["venv"].summary == f"build venv {req_hash} in the background"
     start = "\n".join(steps["venv"].lines)
-    assert "apt_install 300 python3-pip-whl" in start  # the pip venv.sh runs, before the rest
-    assert f"venv_ensure {layout.venv_dir(s, req_hash)} " in start and start.endswith("kit_venv_pid=$!")
+    # only its pip is missing: the build waits for it, installed in the packages step's one apt run
+    assert "apt_install" not in start and "python3-pip-whl" in steps["packages"].summary
+    assert f"{{ pip_wheel_wait $$ && venv_ensure {layout.venv_dir(s, req_hash)} " in start
+    assert start.endswith("kit_venv_pid=$!")
     assert 'wait "$kit_venv_pid"' in "\n".join(steps["venv-done"].lines)
 
     f = converged(s)

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.unit.fakepip import fake_pip_wheel
 from deploy.shell import q
 
 VENV_SH = (Path(__file__).resolve().parents[2] / "deploy/remote/venv.sh").read_text()
@@ -57,10 +57,7 @@ def host(tmp_path):
     py.write_text(f"#!/bin/sh\nexec {sys.executable} \"$@\"\n")
     py.chmod(0o755)
     wheels = tmp_path / "wheels"
-    wheels.mkdir()
-    with zipfile.ZipFile(wheels / "pip-99.1-py3-none-any.whl", "w") as z:
-        z.writestr("pip/__init__.py", "")
-        z.writestr("pip/__main__.py", "import os, sys\n"
+    fake_pip_wheel(wheels, "import os, sys\n"
                    "open(os.environ['KIT_CALLS'], 'a').write('pip ' + ' '.join(sys.argv[1:]) + '\\n')\n"
                    "if sys.argv[1] == 'uninstall':\n"
                    "    import glob, re, shutil\n"
@@ -182,3 +179,51 @@ def test_a_build_that_fails_both_ways_leaves_no_venv(host):
     assert "starting from venv h1" in out.stdout and "from nothing" in log
     assert not (root / "venvs/h2").exists() and (root / "venvs/h1/.complete").exists()
 
+
+def test_the_build_waits_for_the_pip_wheel_while_setup_runs(tmp_path):
+    """Setup installs Debian's pip wheel in the same apt run as nginx; the build starts when the
+    wheel is in place, or gives up when setup's script ended without it."""
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    text = VENV_SH.replace("pip_wheels=/usr/share/python-wheels", f"pip_wheels={wheels}").replace(
+        "apt_archives=/var/cache/apt/archives", f"apt_archives={tmp_path / 'archives'}")
+    waiting = subprocess.Popen(["bash", "-c", text + "\npip_wheel_wait $$ && echo go\n"],
+                               stdout=subprocess.PIPE, text=True)
+    (wheels / "pip-99.1-py3-none-any.whl.dpkg-new").touch()  # dpkg still writing it
+    with pytest.raises(subprocess.TimeoutExpired):
+        waiting.wait(0.5)
+    (wheels / "pip-99.1-py3-none-any.whl.dpkg-new").rename(wheels / "pip-99.1-py3-none-any.whl")
+    assert waiting.communicate(timeout=10)[0] == "go\n"
+
+    (wheels / "pip-99.1-py3-none-any.whl").unlink()
+    child = subprocess.Popen(["true"])
+    child.wait()
+    out = subprocess.run(["bash", "-c", text + f"\npip_wheel_wait {child.pid} || echo gave up\n"],
+                         capture_output=True, text=True, timeout=10)
+    assert "did not arrive: setup ended first" in out.stdout and "gave up" in out.stdout
+
+
+def test_the_build_takes_the_pip_wheel_from_the_downloaded_deb(tmp_path):
+    """apt downloads every package before dpkg unpacks any: the wheel comes out of the .deb."""
+    import shutil
+    if not shutil.which("dpkg-deb"):
+        pytest.skip("dpkg-deb not installed")
+    pkg = tmp_path / "pkg"
+    fake_pip_wheel(pkg / "usr/share/python-wheels", "print('pip from the deb')\n")
+    (pkg / "DEBIAN").mkdir()
+    (pkg / "DEBIAN/control").write_text("Package: python3-pip-whl\nVersion: 99.1\nArchitecture: all\n"
+                                         "Maintainer: x <x@example.org>\nDescription: pip wheel\n")
+    archives = tmp_path / "archives"
+    archives.mkdir()
+    subprocess.run(["dpkg-deb", "--root-owner-group", "-Zgzip", "--build", str(pkg),
+                    str(archives / "python3-pip-whl_99.1_all.deb")], check=True, capture_output=True)
+    venvs = tmp_path / "venvs"
+    venvs.mkdir()
+    text = VENV_SH.replace("pip_wheels=/usr/share/python-wheels", f"pip_wheels={tmp_path / 'none'}").replace(
+        "apt_archives=/var/cache/apt/archives", f"apt_archives={archives}")
+    out = subprocess.run(["bash", "-c", f"set -euo pipefail\nVENVS={q(str(venvs))}\n" + text +
+                          '\npip_wheel_wait $$\npython3 "$(compgen -G "$pip_wheels/pip-*.whl")/pip"\n'],
+                         capture_output=True, text=True, timeout=20)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "pip from the deb\n"
+    assert [p.name for p in (venvs / ".deb-pip").iterdir()] == ["pip-99.1-py3-none-any.whl"]
