@@ -29,7 +29,8 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     assert "packages         changed" in first.stdout
     assert "nginx-site       changed" in first.stdout
 
-    kit(host, "deploy", user=user, config=app_copy.config)
+    deployed = kit(host, "deploy", user=user, config=app_copy.config)
+    assert "building venv" not in deployed.stdout  # setup built it, while apt installed nginx
     assert http(host, "/") == (200, "Hello World!")
     v1 = json.loads(http(host, "/healthz")[1])["release"]
 
