@@ -190,17 +190,29 @@ lock_status() {
   fi
 }
 
+# app_process PID: PID is a running process of the app's user (a pid read from a file that
+# user can write is signalled only then: nothing the user could not signal itself).
+app_process() {
+  local key value _ uid
+  [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -gt 1 ] || return 1
+  uid=$(id -u "$APP_USER") || return 1
+  while read -r key value _; do
+    if [ "$key" = Uid: ]; then [ "$value" = "$uid" ]; return; fi
+  done 2> /dev/null < "/proc/$1/status"
+  return 1
+}
+
 # handover MASTER FALLBACK RETIRE: a new gunicorn master beside the old one. USR2 to the master
 # (MASTER prints its pid; gunicorn forks and execs a new one on the same socket:
 # deploy/kit/handover.py), then wait until MASTER names a new one (the manager changes it only
 # once every new worker has imported the app); RETIRE=1: TERM the old one here. USR2 is
 # repeated every 0.5 s: a master that was itself handed over ignores it until it notices
-# (within 1 s) that its parent is gone. No master: FALLBACK. Not ready in $HEALTH_TIMEOUT s:
+# (within 1 s) that its parent is gone. No master (of the app's user): FALLBACK. Not ready in $HEALTH_TIMEOUT s:
 # the new master (if one started) is stopped and the old one serves on.
 handover() {
   local master=$1 fallback=$2 retire=$3 old new i=0 c deadline
   old=$("$master" 2> /dev/null || true)
-  if [ -z "$old" ] || [ "$old" = 0 ]; then
+  if ! app_process "$old"; then
     "$fallback"
     return
   fi
@@ -330,12 +342,13 @@ retire_children() {
 # Tests for DONE, given a child's pid. exited: gone, or a zombie its parent has not reaped yet.
 exited() { ! proc_stat "$1" || [ "${proc_fields[0]}" = Z ]; }
 # gunicorn_retired: exited, or named so by the kit's worker_exit hook (deploy/kit/handover.py
-# RETIRED): it answered its last request and only Python's own teardown is left.
+# RETIRED): it answered its last request and only Python's own teardown is left. A child named
+# kit-zygote (the kit's preflight zygote) is no worker: a reload leaves it alone.
 gunicorn_retired() {
   local comm=''
   if exited "$1"; then return 0; fi
   read -r comm 2> /dev/null < "/proc/$1/comm" || return 0
-  [ "$comm" = kit-retired ]
+  [ "$comm" = kit-retired ] || [ "$comm" = kit-zygote ]
 }
 # nginx_closing: exited, or the title nginx gives a worker that closed its listening sockets
 # (it finishes the requests it has, but takes no new ones).
