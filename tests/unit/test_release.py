@@ -8,10 +8,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 
 import pytest
 
-from deploy import health, lock, release
+from deploy import health, layout, lock, release
 from deploy.facts import probe_script
 from deploy.lock import Holder
 from deploy.shell import HEADER, fail, flatten, q, script, step, write_file
@@ -662,6 +664,7 @@ systemctl() {
 }
 kill() { echo "kill $*" >> "$KIT_CALLS"; }
 pgrep() { echo 201; }
+app_process() { [ "${1:-0}" -gt 1 ] 2> /dev/null; }  # the stand-in pids are the app user's
 """
 
 
@@ -687,6 +690,45 @@ def test_systemd_handover(srv, make, tmp_path, old, ready_after, rc, tail):
     if rc:
         assert "was not ready within" in result.stdout and "the old one still serves" in result.stdout
         assert calls.count("kill -USR2 100") > 1  # repeated while a handed-over master is not promoted
+
+
+def test_app_process_is_a_running_process_of_the_apps_user(srv, make):
+    import getpass
+    _, root, *_ = srv
+    s = make(base_dir=str(root))
+    text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+    mine = text.replace("\nAPP_USER=flasksample\n", f"\nAPP_USER={getpass.getuser()}\n")
+    checks = 'for p in "$$" 1 0 x "" 99999999; do if app_process "$p"; then echo "$p yes"; else echo "$p no"; fi; done'
+    result, _ = run_stubbed(root, mine + checks)
+    assert result.stdout.split("\n")[1:] == ["1 no", "0 no", "x no", " no", "99999999 no", ""], result.stderr
+    assert result.stdout.split()[1] == "yes"
+    assert run_stubbed(root, text + 'app_process "$$" || echo no')[0].stdout == "no\n"  # root's, not the app's
+
+
+def test_supervisor_reload_signals_the_master_under_the_keeper_itself(srv, make, tmp_path):
+    """HUP straight to the master the keeper names (no supervisorctl start-up); a pid file that
+    names anything else (no keeper its parent): `supervisorctl signal HUP`."""
+    import getpass
+    _, root, *_ = srv
+    keeper = tmp_path / "keeper.py"
+    keeper.write_text("import subprocess, sys\nsubprocess.run(['sleep', '30'])\n")
+    parent = subprocess.Popen([sys.executable, str(keeper), "x"])
+    try:
+        while not (master := subprocess.run(["pgrep", "-P", str(parent.pid)], capture_output=True,
+                                            text=True).stdout.strip()):
+            time.sleep(0.02)
+        pidfile = tmp_path / "gunicorn.pid"
+        s = make(base_dir=str(root), process_manager="supervisor")
+        for named, expected in ((master, f"kill -HUP {master}"), (str(parent.pid), "supervisorctl signal HUP flasksample")):
+            pidfile.write_text(named + "\n")
+            text = release.run("abort", s, ME, RELEASE=R1).split("# shellcheck shell=bash\n# abort:")[0]
+            text = text.replace(f"MASTER_PIDFILE={layout.master_pidfile(s)}", f"MASTER_PIDFILE={pidfile}").replace(
+                "\nAPP_USER=flasksample\n", f"\nAPP_USER={getpass.getuser()}\n")
+            result, calls = run_stubbed(root, text + 'kill() { echo "kill $*" >> "$KIT_CALLS"; }\nmgr_reload\n')
+            assert calls == [expected], result.stderr
+    finally:
+        subprocess.run(["pkill", "-P", str(parent.pid)])
+        parent.wait()
 
 
 @pytest.mark.parametrize("pid, expected", [("100", ["kill -HUP 100"]),
