@@ -119,8 +119,9 @@ seed_of() {
 # seeded_build VENV REQUIREMENTS SEED: VENV as a copy of SEED (its dot files, .complete among
 # them, left out) with its own path in its scripts, less what REQUIREMENTS does not name (a
 # package whose line has a marker is reinstalled if the marker holds); then pip installs
-# REQUIREMENTS, unless they are plain pins of exactly what is left (a comment changed, a
-# package dropped): the seed's pip already checked those.
+# REQUIREMENTS, unless they are plain pins of exactly what the seed holds (a comment changed):
+# the seed's pip checked those. (A dropped package may still be another's dependency: pip puts
+# it back.)
 seeded_build() {
   local want gone
   want=$(pins "$2" | sort -u) || return 1
@@ -132,7 +133,7 @@ seeded_build() {
     # shellcheck disable=SC2086 # one name a word
     runuser -u "$APP_USER" -- "$1/bin/python" "$pip" uninstall -q -y --disable-pip-version-check $gone || return 1
   fi
-  if [ "$want" = "$(installed "$1" | sort -u)" ]; then
+  if [ -z "$gone" ] && [ "$want" = "$(installed "$1" | sort -u)" ]; then
     echo "the venv it starts from holds exactly these pins: nothing to install"
     return 0
   fi

@@ -120,16 +120,27 @@ def test_a_requirements_change_starts_from_the_live_venv_and_installs_what_chang
     assert (root / "venvs/h1/bin/gunicorn").read_text().startswith(f"#!{root}/venvs/h1/")  # untouched
 
 
-def test_pins_of_exactly_what_is_left_need_no_pip_install(host):
-    """A comment changed and a package dropped: the copy, less that package, is the venv."""
+def test_pins_of_exactly_what_the_live_venv_holds_need_no_pip_install(host):
+    """Only comments changed: the copy is the venv."""
     root, ensure, reqs = host
-    out, calls, log = ensure("# pinned\nFlask==3.1.3  # the web framework\nidna==3.1\n")
+    out, calls, log = ensure("# pinned\nFlask==3.1.3  # the web framework\nidna==3.1\nold-pkg==1.0\n")
     assert out.returncode == 0, out.stdout + out.stderr + log
     assert "starting from venv h1" in out.stdout and "nothing to install" in log
-    assert [c for c in calls if c.startswith("pip ")] == \
-        ["pip uninstall -q -y --disable-pip-version-check old-pkg"]
+    assert not [c for c in calls if c.startswith("pip ")]
     site = root / "venvs/h2/lib" / LIB / "site-packages"
-    assert sorted(p.name for p in site.glob("*.dist-info")) == ["flask-3.1.3.dist-info", "idna-3.1.dist-info"]
+    assert sorted(p.name for p in site.glob("*.dist-info")) == \
+        ["Old_Pkg-1.0.dist-info", "flask-3.1.3.dist-info", "idna-3.1.dist-info"]
+
+
+def test_a_dropped_package_is_uninstalled_and_pip_puts_back_what_still_needs_it(host):
+    """old-pkg left the list, but another package may depend on it: pip checks, as a fresh
+    build would install it."""
+    root, ensure, reqs = host
+    out, calls, log = ensure("Flask==3.1.3\nidna==3.1\n")
+    assert out.returncode == 0, out.stdout + out.stderr + log
+    assert [c for c in calls if c.startswith("pip ")] == [
+        "pip uninstall -q -y --disable-pip-version-check old-pkg",
+        f"pip install -q --disable-pip-version-check --no-input -r {reqs}"]
 
 
 @pytest.mark.parametrize("requirements", ['Flask==3.1.3\nidna==3.1 ; python_version > "3"\n',
