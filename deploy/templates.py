@@ -5,10 +5,9 @@ supplies the values (StrictUndefined: a missing value is an error, never an empt
 """
 from __future__ import annotations
 
+import functools
 import shlex
 from pathlib import Path
-
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from deploy import gunicorn, layout, tlsserver
 from deploy.settings import Settings
@@ -18,13 +17,24 @@ from deploy.settings import Settings
 HERE = Path(__file__).resolve().parent
 SEARCH_PATH = [HERE / "_templates", HERE.parent]
 
-_env = Environment(
-    loader=FileSystemLoader([str(p) for p in SEARCH_PATH if p.is_dir()]),
-    undefined=StrictUndefined,
-    keep_trailing_newline=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+
+@functools.cache
+def environment():
+    """The one Jinja2 environment, made at the first render: importing jinja2 costs ~25 ms,
+    and setup reads the host's facts before it renders anything (deploy/tasks/setup.py)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    env = Environment(
+        loader=FileSystemLoader([str(p) for p in SEARCH_PATH if p.is_dir()]),
+        undefined=StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(systemd_word=systemd_word, supervisor_word=supervisor_word,
+                       shell_word=shlex.quote)
+    return env
+
 
 MANAGED = "Managed by flasksample (fab setup); local edits are overwritten."
 
@@ -39,10 +49,6 @@ def systemd_word(text: str) -> str:
 def supervisor_word(text: str) -> str:
     """One argument of a supervisor command= line: shell-quoted, with %% for its expansion."""
     return shlex.quote(text).replace("%", "%%")
-
-
-_env.filters.update(systemd_word=systemd_word, supervisor_word=supervisor_word,
-                    shell_word=shlex.quote)
 
 
 def context(s: Settings) -> dict:
@@ -77,4 +83,4 @@ def render(template: str, s: Settings, **extra) -> str:
     `extra` values for the templates that need more than the settings (the lb's hosts;
     tls=… once a certificate exists), or replacing context values (a unit checked before the
     venv exists)."""
-    return _env.get_template(template).render({**context(s), **extra})
+    return environment().get_template(template).render({**context(s), **extra})

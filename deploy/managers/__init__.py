@@ -19,6 +19,9 @@ __all__ = ["Manager", "ManagedFile", "manager_for", "other_managers"]
 class Manager(Protocol):
     NAME: str  # also the name of its shell side, deploy/remote/<NAME>.sh
 
+    def paths(self, s) -> list[str]:
+        """Where its config files for the app go: the paths of `files(s)`, nothing rendered."""
+
     def files(self, s) -> list[ManagedFile]:
         """Its config files for the app, rendered."""
 

@@ -18,6 +18,10 @@ from deploy.shell import fail, q, scratch
 NAME = "supervisor"
 
 
+def paths(s) -> list[str]:
+    return [layout.supervisor_conf(s), layout.tmpfiles_conf(s)]
+
+
 def files(s) -> list[ManagedFile]:
     # The processes: programs share the app's file: supervisorctl update adds and removes them.
     programs = "".join(templates.render("supervisor/process.conf.j2", s, name=name, command=command,

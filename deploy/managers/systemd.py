@@ -20,6 +20,11 @@ def units(s) -> tuple[str, str]:
     return f"{s.app_name}.socket", f"{s.app_name}.service"
 
 
+def paths(s) -> list[str]:
+    return [layout.unit_path(s, "socket"), layout.unit_path(s, "service")] + [
+        layout.process_unit(s, name) for name in s.processes]
+
+
 def files(s) -> list[ManagedFile]:
     return [
         ManagedFile(layout.unit_path(s, "socket"), templates.render("systemd/app.socket.j2", s)),

@@ -29,7 +29,7 @@ class ProcessManagerFiles:
         self.name = f"{manager.NAME}-units"
 
     def probes(self, s):
-        probes = [facts.sha(mf.path) for mf in self.manager.files(s)] + self.manager.probes(s)
+        probes = [facts.sha(path) for path in self.manager.paths(s)] + self.manager.probes(s)
         return probes + [m.installed_probe(s) for m in other_managers(s)]
 
     def plan(self, s, f) -> Change:

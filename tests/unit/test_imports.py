@@ -52,6 +52,26 @@ def test_the_flasksample_program_imports_no_heavy_module():
     assert sorted(m for m in HEAVY_FOR_THE_TABLE if m in loaded) == []
 
 
+def test_setup_asks_the_host_before_it_loads_jinja2():
+    # the facts script goes out first; templates render while the host answers
+    loaded = loaded_after(
+        "from deploy import envfile, fabfile, facts, runner, settings, trust\n"
+        "from deploy.steps import ordered\n"
+        "from deploy.tasks import setup as provision\n"
+        f"s = settings.build({{}}, project_dir={str(PROJECT_ROOT)!r})\n"
+        "facts.read_script([p for st in ordered(s) for p in st.probes(s)] + [envfile.block_probe(s)])\n")
+    assert "deploy.steps.units" in loaded and "jinja2" not in loaded
+
+
+def test_managers_name_the_paths_of_the_files_they_render():
+    from deploy import settings
+    from deploy.managers import MANAGERS
+
+    s = settings.build({"processes": {"worker": "python -m worker"}}, project_dir=str(PROJECT_ROOT))
+    for manager in MANAGERS.values():
+        assert manager.paths(s) == [mf.path for mf in manager.files(s)]
+
+
 def test_planning_a_setup_imports_only_what_setup_needs():
     loaded = loaded_after(
         "from deploy import envfile, fabfile, runner, settings, trust\n"

@@ -33,11 +33,11 @@ def test_every_template_renders_fully_and_says_it_is_managed(s, template):
 
 
 def test_strict_undefined_refuses_a_missing_value(s):
-    assert templates._env.undefined is jinja2.StrictUndefined
+    assert templates.environment().undefined is jinja2.StrictUndefined
     with pytest.raises(jinja2.UndefinedError):
-        templates._env.from_string("x {{ not_in_context }}").render(templates.context(s))
+        templates.environment().from_string("x {{ not_in_context }}").render(templates.context(s))
     with pytest.raises(jinja2.UndefinedError):
-        templates._env.from_string("{{ s.no_such_setting }}").render(templates.context(s))
+        templates.environment().from_string("{{ s.no_such_setting }}").render(templates.context(s))
 
 
 def test_context_values(s):
