@@ -205,12 +205,13 @@ app_process() {
 # handover MASTER FALLBACK RETIRE: a new gunicorn master beside the old one. USR2 to the master
 # (MASTER prints its pid; gunicorn forks and execs a new one on the same socket:
 # deploy/kit/handover.py), then wait until MASTER names a new one (the manager changes it only
-# once every new worker has imported the app); RETIRE=1: TERM the old one here. USR2 is
-# repeated every 0.5 s: a master that was itself handed over ignores it until it notices
-# (within 1 s) that its parent is gone. No master (of the app's user): FALLBACK. Not ready in $HEALTH_TIMEOUT s:
-# the new master (if one started) is stopped and the old one serves on.
+# once every new worker has imported the app); RETIRE=1: TERM the old one here. A master that
+# was itself handed over ignores USR2 until it notices that its parent is gone (at its next
+# wake-up, each signal is one, else within 1 s): USR2 is repeated every 0.1 s while no new
+# master runs (none was born yet, or the one born died). No master (of the app's user): FALLBACK. Not ready in $HEALTH_TIMEOUT s: the
+# new master (if one started) is stopped and the old one serves on.
 handover() {
-  local master=$1 fallback=$2 retire=$3 old new i=0 c deadline
+  local master=$1 fallback=$2 retire=$3 old new i=0 born deadline
   old=$("$master" 2> /dev/null || true)
   if ! app_process "$old"; then
     "$fallback"
@@ -218,7 +219,9 @@ handover() {
   fi
   deadline=$(($(date +%s%N) / 1000000 + HEALTH_TIMEOUT * 1000))
   while [ $(($(date +%s%N) / 1000000)) -lt "$deadline" ]; do
-    if [ $((i % 25)) -eq 0 ]; then kill -USR2 "$old" 2> /dev/null || break; fi
+    if [ $((i % 5)) -eq 0 ] && [ -z "$(new_master_of "$old")" ]; then
+      kill -USR2 "$old" 2> /dev/null || break
+    fi
     i=$((i + 1))
     sleep 0.02
     new=$("$master" 2> /dev/null || true)
@@ -227,11 +230,23 @@ handover() {
       return 0
     fi
   done
-  for c in $(pgrep -P "$old" || true); do
-    if tr '\0' '\n' < "/proc/$c/environ" 2> /dev/null | grep -qx "GUNICORN_PID=$old"; then kill -TERM "$c" || true; fi
-  done
+  born=$(new_master_of "$old")
+  if [ -n "$born" ]; then kill -TERM "$born" || true; fi
   echo "the new gunicorn master was not ready within $HEALTH_TIMEOUT s; the old one still serves"
   return 1
+}
+
+# new_master_of MASTER: the child MASTER forked and exec'd on USR2 (gunicorn gives it
+# GUNICORN_PID=MASTER), if any; read from /proc by bash alone (it is asked every 0.1 s).
+new_master_of() {
+  local kids=() env=() c e
+  read -r -a kids 2> /dev/null < "/proc/$1/task/$1/children" || true # (no newline at its end)
+  for c in "${kids[@]}"; do
+    mapfile -d '' -t env 2> /dev/null < "/proc/$c/environ" || continue
+    for e in "${env[@]}"; do
+      if [ "$e" = "GUNICORN_PID=$1" ]; then echo "$c" && return 0; fi
+    done
+  done
 }
 
 # -- the health gate -------------------------------------------------------------------------

@@ -103,3 +103,24 @@ def test_nginx_workers_count_once_they_are_shutting_down(tmp_path):
             subprocess.run(["pkill", "-P", str(p.pid)])
             p.kill()
             p.wait()
+
+
+def test_new_master_of_finds_the_child_a_usr2_made():
+    """lib.sh's new_master_of: the child whose environment names its parent as GUNICORN_PID (what
+    gunicorn gives the master it execs on USR2); the parent's other children are workers."""
+    master = subprocess.Popen(["bash", "-c", "sleep 30 & GUNICORN_PID=$$ sleep 30 & GUNICORN_PID=1 sleep 30 & wait"])
+    try:
+        def named():  # the children, once all three have exec'd sleep with their environments
+            kids = subprocess.run(["pgrep", "-P", str(master.pid), "-x", "sleep"], capture_output=True,
+                                  text=True).stdout.split()
+            return [k for k in kids if b"GUNICORN_PID=" in Path(f"/proc/{k}/environ").read_bytes()
+                    ] if len(kids) == 3 else []
+        while len(both := named()) < 2:
+            time.sleep(0.02)
+        born = [k for k in both if f"GUNICORN_PID={master.pid}\0".encode() in Path(f"/proc/{k}/environ").read_bytes()]
+        text = script(remote_file("lib.sh"), f"new_master_of {master.pid}; new_master_of {born[0]}; echo end")
+        out = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=30)
+        assert out.stdout.split() == born + ["end"], out.stderr
+    finally:
+        subprocess.run(["pkill", "-P", str(master.pid)])
+        master.wait()
