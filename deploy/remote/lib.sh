@@ -208,45 +208,57 @@ app_process() {
 # once every new worker has imported the app); RETIRE=1: TERM the old one here. A master that
 # was itself handed over ignores USR2 until it notices that its parent is gone (at its next
 # wake-up, each signal is one, else within 1 s): USR2 is repeated every 0.1 s while no new
-# master runs (none was born yet, or the one born died). No master (of the app's user): FALLBACK. Not ready in $HEALTH_TIMEOUT s: the
+# master runs (none was born yet, or the one born died); MASTER (systemctl is no small program)
+# is asked every 0.1 s while one does, else every 0.5 s. No master (of the app's user): FALLBACK. Not ready in $HEALTH_TIMEOUT s: the
 # new master (if one started) is stopped and the old one serves on.
 handover() {
-  local master=$1 fallback=$2 retire=$3 old new i=0 born deadline
+  local master=$1 fallback=$2 retire=$3 old new i=0 deadline
   old=$("$master" 2> /dev/null || true)
   if ! app_process "$old"; then
     "$fallback"
     return
   fi
-  deadline=$(($(date +%s%N) / 1000000 + HEALTH_TIMEOUT * 1000))
-  while [ $(($(date +%s%N) / 1000000)) -lt "$deadline" ]; do
-    if [ $((i % 5)) -eq 0 ] && [ -z "$(new_master_of "$old")" ]; then
-      kill -USR2 "$old" 2> /dev/null || break
+  deadline=$((${EPOCHREALTIME/[.,]/} + HEALTH_TIMEOUT * 1000000))
+  while [ "${EPOCHREALTIME/[.,]/}" -lt "$deadline" ]; do
+    new_master_of "$old"
+    if [ -z "$kit_born" ] && [ $((i % 2)) -eq 0 ]; then kill -USR2 "$old" 2> /dev/null || break; fi
+    if { [ -n "$kit_born" ] && [ $((i % 2)) -eq 1 ]; } || [ $((i % 10)) -eq 9 ]; then
+      new=$("$master" 2> /dev/null || true)
+      if [ -n "$new" ] && [ "$new" != "$old" ] && [ "$new" != 0 ]; then
+        if [ "$retire" = 1 ]; then kill -TERM "$old" 2> /dev/null || true; fi
+        return 0
+      fi
     fi
     i=$((i + 1))
-    sleep 0.02
-    new=$("$master" 2> /dev/null || true)
-    if [ -n "$new" ] && [ "$new" != "$old" ] && [ "$new" != 0 ]; then
-      if [ "$retire" = 1 ]; then kill -TERM "$old" 2> /dev/null || true; fi
-      return 0
-    fi
+    nap 0.05
   done
-  born=$(new_master_of "$old")
-  if [ -n "$born" ]; then kill -TERM "$born" || true; fi
+  new_master_of "$old"
+  if [ -n "$kit_born" ]; then kill -TERM "$kit_born" || true; fi
   echo "the new gunicorn master was not ready within $HEALTH_TIMEOUT s; the old one still serves"
   return 1
 }
 
-# new_master_of MASTER: the child MASTER forked and exec'd on USR2 (gunicorn gives it
-# GUNICORN_PID=MASTER), if any; read from /proc by bash alone (it is asked every 0.1 s).
+# new_master_of MASTER: kit_born= the child MASTER forked and exec'd on USR2 (gunicorn gives it
+# GUNICORN_PID=MASTER), '' if none; read from /proc by bash alone (it is asked every 50 ms).
+kit_born=''
 new_master_of() {
   local kids=() env=() c e
+  kit_born=''
   read -r -a kids 2> /dev/null < "/proc/$1/task/$1/children" || true # (no newline at its end)
   for c in "${kids[@]}"; do
     mapfile -d '' -t env 2> /dev/null < "/proc/$c/environ" || continue
     for e in "${env[@]}"; do
-      if [ "$e" = "GUNICORN_PID=$1" ]; then echo "$c" && return 0; fi
+      if [ "$e" = "GUNICORN_PID=$1" ]; then kit_born=$c && return 0; fi
     done
   done
+}
+
+# nap SECONDS: sleep without starting a program (the kit's waits poll every few ms, on a host
+# that is busy with what they wait for): a read that times out on a pipe nobody writes to.
+kit_nap_fd=''
+nap() {
+  if [ -z "$kit_nap_fd" ]; then exec {kit_nap_fd}<> <(:); fi
+  read -rt "$1" -u "$kit_nap_fd" _ || true
 }
 
 # -- the health gate -------------------------------------------------------------------------
@@ -275,7 +287,7 @@ healthy() {
       fi
     done < <(gate_nginx 2> /dev/null || true)
     if [ "$good" -ge 3 ]; then return 0; fi
-    sleep 0.01
+    nap 0.01
   done
   echo "last health answer: ${last:-HTTP none, release none}"
   return 1
@@ -350,7 +362,7 @@ retire_children() {
     old=("${left[@]}")
     if [ ${#old[@]} -eq 0 ]; then return 0; fi
     if [ "${EPOCHREALTIME/[.,]/}" -ge "$deadline" ]; then return 124; fi
-    sleep 0.01
+    nap 0.01
   done
 }
 

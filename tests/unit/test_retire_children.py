@@ -118,7 +118,7 @@ def test_new_master_of_finds_the_child_a_usr2_made():
         while len(both := named()) < 2:
             time.sleep(0.02)
         born = [k for k in both if f"GUNICORN_PID={master.pid}\0".encode() in Path(f"/proc/{k}/environ").read_bytes()]
-        text = script(remote_file("lib.sh"), f"new_master_of {master.pid}; new_master_of {born[0]}; echo end")
+        text = script(remote_file("lib.sh"), f"new_master_of {master.pid}; echo $kit_born; new_master_of {born[0]}; echo \"$kit_born\" end")
         out = subprocess.run(["bash", "-c", text], capture_output=True, text=True, timeout=30)
         assert out.stdout.split() == born + ["end"], out.stderr
     finally:
