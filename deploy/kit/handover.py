@@ -129,6 +129,10 @@ def pre_exec(server):
         held = [os.dup(listener.fileno()) for listener in server.LISTENERS]
         for i, fd in enumerate(held):
             os.dup2(fd, 3 + i)
+            # when os.dup gave 3 + i itself (free once the first workers' files are closed),
+            # dup2 changes nothing and the fd stays close-on-exec: the new master found fd 3
+            # closed (EBADF) and every hand-over after a reload failed
+            os.set_inheritable(3 + i, True)
 
 
 def _retire_old(worker, ready):
