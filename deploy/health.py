@@ -8,7 +8,7 @@ three times in a row, or fails after HEALTH_TIMEOUT seconds. `values(s)` gives i
 
 Before the switch, the preflight (deploy/kit/preflight.py, run by prepare.sh as the app runs)
 loads the new release as a gunicorn worker does and asks it the same question in-process;
-`preflight_argv` is its command line.
+`preflight_argv` is its command line, `zygote_values` what its warm form needs.
 """
 from __future__ import annotations
 
@@ -41,3 +41,11 @@ def preflight_argv(s, app_dir: str, gunicorn_argv: list[str]) -> list[str]:
     deploy/gunicorn.py); the WSGI target stays last."""
     return [f"{app_dir}/.venv/bin/python", layout.kit_file(app_dir, "preflight.py"), s.gate_path,
             str(top(s)), str(s.health_timeout), *gunicorn_argv[1:]]
+
+
+def zygote_values(s, argv: list[str]) -> dict:
+    """The warm preflight: the same preflight (`argv`, from preflight_argv), forked by the
+    running service's zygote (deploy/kit/zygote.py) when it can; its time limit is the cold
+    one's (the transient unit's RuntimeMaxSec, supervisor's timeout)."""
+    return {"PREFLIGHT_ARGV": argv, "PREFLIGHT_ZYGOTE": layout.zygote_socket(s),
+            "PREFLIGHT_LIMIT": s.health_timeout + 2}

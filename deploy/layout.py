@@ -116,6 +116,11 @@ def runtime_dir(s: Settings) -> str:
     return f"/run/{s.app_name}"
 
 
+def zygote_socket(s: Settings) -> str:
+    """Where the running service's preflight zygote listens (deploy/kit/zygote.py)."""
+    return f"{runtime_dir(s)}/zygote.sock"
+
+
 def master_pidfile(s: Settings) -> str:
     """Under supervisor: the current gunicorn master's pid, kept by the keeper (deploy/kit/keeper.py)."""
     return f"{runtime_dir(s)}/gunicorn.pid"

@@ -142,9 +142,10 @@ def read_member(data: bytes, name: str) -> bytes | None:
 
 
 KIT_GUNICORN_CONF = Path(__file__).resolve().parent / "kit" / "gunicorn_conf.py"
-# The hand-over hooks (loaded by the config), supervisor's keeper program and the preflight.
+# The hand-over hooks (loaded by the config), supervisor's keeper program, the preflight and
+# its zygote (forked by the master: the config loads it).
 KIT_PROGRAMS = [Path(__file__).resolve().parent / "kit" / name
-                for name in ("handover.py", "keeper.py", "preflight.py")]
+                for name in ("handover.py", "keeper.py", "preflight.py", "zygote.py")]
 
 
 def with_kit_files(data: bytes, files: dict[str, bytes]) -> bytes:

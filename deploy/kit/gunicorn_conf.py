@@ -104,3 +104,14 @@ def pre_fork(server, worker):
 _handover = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "handover.py"))
 for _hook in _handover["HOOKS"]:
     globals()[_hook] = _handover["chained"](_hook, globals().get(_hook))
+
+# The kit's preflight zygote (zygote.py): forked by the master as it starts, first of all
+# on_starting hooks, so nothing an app's hook loads is in it. (Read only then: a preflight and
+# a reload read this file too.)
+_kit_on_starting = globals().get("on_starting")
+
+
+def on_starting(server):
+    runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py"))["start"](server)
+    if callable(_kit_on_starting):
+        _kit_on_starting(server)

@@ -9,6 +9,8 @@ master (see handover.py).
   child once the old master exits;
 - it offers gunicorn a notify socket (NOTIFY_SOCKET, as systemd would): when a new master's
   workers are all ready (handover.py sends MAINPID=), it TERMs the old master;
+- it names the program's runtime directory (RUNTIME_DIRECTORY, as systemd would: where the
+  master's preflight zygote listens, zygote.py);
 - PIDFILE holds the current master's pid once it is ready (the kit's hand-over sends it USR2
   and waits for the file to name another);
 - signals it gets (supervisorctl stop / signal HUP / USR2 …) go to the current master;
@@ -54,6 +56,7 @@ def main(argv):
     if master == 0:
         notify.close()
         os.environ["NOTIFY_SOCKET"] = address
+        os.environ["RUNTIME_DIRECTORY"] = os.path.dirname(address)
         os.execvp(command[0], command)
     state = {"master": master, "status": 0, "ready": False}
 

@@ -4,9 +4,12 @@ anything of it takes traffic.
 
     python preflight.py PATH TOP TIMEOUT GUNICORN-OPTIONS… WSGI
 
-Run by the kit's prepare (deploy/remote/prepare.sh) as the app runs: under systemd a
-transient unit with the service's user, env file, working directory and sandbox; under
-supervisor as the program's user and umask, with the env file sourced. gunicorn's own code
+Run by the kit's prepare (deploy/remote/prepare.sh) as the app runs: warm, in a child of the
+running service's zygote (zygote.py: the service's own cgroup, user, env and sandbox, gunicorn
+and the framework already imported) when the release runs the service's venv and env file;
+else cold, under systemd in a transient unit with the service's user, env file, working
+directory and sandbox, under supervisor as the program's user and umask, with the env file
+sourced. gunicorn's own code
 does the work: its config loading (the kit's gunicorn.conf.py, then the app's, --chdir,
 raw_env), `import_app` (module:app or module:factory()), a sync worker's `load_wsgi` and
 `post_worker_init` hooks, and its request parser, WSGI environ and response writer for

@@ -67,8 +67,8 @@ def program_values(s, release_dir: str) -> dict:
     run the way supervisord runs the program (user, umask, directory: supervisor.sh)."""
     from deploy import health  # deploy only (setup plans without it)
     args = gunicorn.supervisor_argv(s, release_dir, bind=f"{layout.preflight_dir(s)}/gunicorn.sock", workers=1)
-    cmd = gunicorn.with_env(s, health.preflight_argv(s, release_dir, args))
-    return {"PREFLIGHT_RUN": ["/bin/sh", "-c", cmd]}
+    argv = health.preflight_argv(s, release_dir, args)
+    return {"PREFLIGHT_RUN": ["/bin/sh", "-c", gunicorn.with_env(s, argv)], **health.zygote_values(s, argv)}
 
 
 def remove(s) -> list[str]:

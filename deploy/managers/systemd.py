@@ -113,8 +113,9 @@ def program_values(s, release_dir: str) -> dict:
     # the service's own sandbox (systemd/sandbox.conf.j2), as release_command gets it
     run = ["--service-type=exec"] + [f"--property={k}={v}" for k, v in props]
     run += [f"--property={p}" for p in appcmd.sandbox_properties(s)]
-    run += ["--", *health.preflight_argv(s, release_dir, gunicorn.argv(s, release_dir, workers=1))]
-    return {"PREFLIGHT_UNIT": f"{name}.service", "PREFLIGHT_RUN": run}
+    argv = health.preflight_argv(s, release_dir, gunicorn.argv(s, release_dir, workers=1))
+    return {"PREFLIGHT_UNIT": f"{name}.service", "PREFLIGHT_RUN": run + ["--", *argv],
+            **health.zygote_values(s, argv)}
 
 
 def remove(s) -> list[str]:

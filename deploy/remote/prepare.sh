@@ -106,8 +106,30 @@ fi
 
 step preflight
 # The new release, loaded as a gunicorn worker loads it, answers its health path in-process
-# (deploy/kit/preflight.py), as the app runs (the manager's preflight_run).
-if ! preflight_run; then
+# (deploy/kit/preflight.py), as the app runs: warm, forked by the running service's zygote
+# (deploy/kit/zygote.py) when the release runs the service's venv and env file, else cold, in a
+# process of its own (the manager's preflight_run). The zygote answers 200 good, 422 bad (with
+# the preflight's output), 503 no verdict (why).
+preflight_how=cold preflight_why="the service runs no zygote" preflight_rc=0
+if [ -S "$PREFLIGHT_ZYGOTE" ]; then
+  preflight_code=$(printf '%s\0' "$PREFLIGHT_LIMIT" "${PREFLIGHT_ARGV[@]:1}" |
+    curl -s -m $((PREFLIGHT_LIMIT + 5)) -H 'Expect:' --unix-socket "$PREFLIGHT_ZYGOTE" --data-binary @- \
+      -o "$KIT_TMP/preflight.log" -w '%{http_code}' http://zygote/preflight/1) || preflight_code=000
+  case $preflight_code in
+    200) preflight_how=warm ;;
+    422) preflight_how=warm preflight_rc=1 ;;
+    503) preflight_why=$(head -n 1 "$KIT_TMP/preflight.log" | cut -c 1-200 | tr -cd '[:print:]') ;;
+    *) preflight_why="the zygote gave no answer (HTTP $preflight_code)" ;;
+  esac
+fi
+if [ "$preflight_how" = warm ]; then
+  echo "preflight: warm (forked by the running service's zygote)"
+else
+  echo "preflight: cold ($preflight_why)"
+  preflight_rc=0
+  preflight_run || preflight_rc=$?
+fi
+if [ "$preflight_rc" != 0 ]; then
   echo '--- the new release failed its health check before taking traffic; its log:'
   { grep -v '^\[.*\] \[INFO\]' "$KIT_TMP/preflight.log" || true; } | tail -n 15 | app_output
   fail "$EXIT_PREFLIGHT" "the new release failed its health check before taking traffic; nothing was switched, the previous release still serves" \

@@ -122,8 +122,10 @@ def pause_at(site: Site, step: str) -> None:
 def reached(site: Site, step: str, before: str):
     """A probe: true once a deploy started after `before` was serving is inside `step`."""
     if step == "prepare":
+        # the cold preflight's transient unit, or a warm one, forked by the service's zygote
         return lambda: lock_state(site.host) != "unlocked" and nsenter(
-            site.host, f"test -d /run/{APP}-preflight", check=False).returncode == 0
+            site.host, f"test -d /run/{APP}-preflight || pgrep -f '^flasksample zygote: preflight of '",
+            check=False).returncode == 0
     if step == "switch":
         return lambda: nsenter(site.host, f"basename $(readlink {ROOT}/current)").stdout.strip() != before
     return site.holds.finish_waiting

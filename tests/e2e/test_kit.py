@@ -31,6 +31,7 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
 
     deployed = kit(host, "deploy", user=user, config=app_copy.config)
     assert "building venv" not in deployed.stdout  # setup built it, while apt installed nginx
+    assert "preflight: cold (the service runs no zygote)" in deployed.stdout
     assert http(host, "/") == (200, "Hello World!")
     v1 = json.loads(http(host, "/healthz")[1])["release"]
 
@@ -39,7 +40,9 @@ def test_setup_deploy_and_operate(sandbox_host, kit, ssh, http, app_copy, user, 
     assert " changed " not in again.stdout
 
     app_copy.say("Hello v2!")
-    kit(host, "deploy", user=user, config=app_copy.config)
+    out = kit(host, "deploy", user=user, config=app_copy.config)
+    # a code-only deploy: loaded by a child of the running service's zygote (deploy/kit/zygote.py)
+    assert "preflight: warm (forked by the running service's zygote)" in out.stdout
     assert http(host, "/") == (200, "Hello v2!")
     v2 = json.loads(http(host, "/healthz")[1])["release"]
     assert v2 != v1

@@ -82,7 +82,7 @@ def gunicorn(tmp_path, notify):
     release = root / "releases" / "r1"
     (release / ".flasksample").mkdir(parents=True)
     (root / "current").symlink_to("releases/r1")
-    for name in ("handover.py", "keeper.py"):
+    for name in ("handover.py", "keeper.py", "zygote.py"):
         shutil.copy(KIT / name, release / ".flasksample" / name)
     shutil.copy(KIT / "gunicorn_conf.py", release / ".flasksample" / "gunicorn.conf.py")
     (release / "holdapp.py").write_text(APP)

@@ -186,7 +186,8 @@ def test_build_names_the_release_after_the_commit(tmp_path, git_env):
     assert pkg.release == f"20261126-231500.500-{head}" and pkg.rev == head
     assert pkg.req_hash == package.requirements_hash((repo / "requirements.txt").read_bytes(), "python3")
     assert names(pkg.data) == APP_FILES | {".flasksample/requirements.txt", ".flasksample/gunicorn.conf.py",
-                                      ".flasksample/handover.py", ".flasksample/keeper.py", ".flasksample/preflight.py"}
+                                      ".flasksample/handover.py", ".flasksample/keeper.py", ".flasksample/preflight.py",
+                                      ".flasksample/zygote.py"}
 
 
 def test_build_outside_git_and_requirements_change_the_venv_hash(tmp_path):

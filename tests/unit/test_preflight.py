@@ -49,7 +49,7 @@ def release(tmp_path, module: str, conf: str = "") -> Path:
     (rel / "serve.py").write_text(APPS[module])
     (rel / "REVISION").write_text("r1\n")
     shutil.copy(KIT / "gunicorn_conf.py", rel / ".flasksample" / "gunicorn.conf.py")
-    for name in ("handover.py", "preflight.py"):
+    for name in ("handover.py", "preflight.py", "zygote.py"):
         shutil.copy(KIT / name, rel / ".flasksample" / name)
     if conf:
         (rel / "gunicorn.conf.py").write_text(conf)

@@ -69,6 +69,7 @@ runuser() { echo "runuser $1 $2" >> "$KIT_CALLS"; shift 3; "$@"; }
 chown() { echo "chown $*" >> "$KIT_CALLS"; }
 curl() {
   echo "curl $*" >> "$KIT_CALLS"
+  if [[ " $* " == *" --unix-socket "* ]]; then zygote "$@"; return; fi
   local rel status=${KIT_STATUS:-200} a
   rel=${KIT_STALE:-$(cat "$KIT_ROOT/current/REVISION")}
   if [[ " $* " == *" -D - "* ]]; then  # probe_nginx: headers, then kit-status
@@ -76,6 +77,18 @@ curl() {
   else  # gate_nginx: `CODE RELEASE` per URL
     for a in "$@"; do if [[ $a == http://* ]]; then echo "$status $rel"; fi; done
   fi
+}
+# the preflight's zygote, answering $KIT_ZY_CODE (its request is kept in ../zygote-request)
+zygote() {
+  local out=
+  while [ $# -gt 0 ]; do if [ "$1" = -o ]; then out=$2; fi; shift; done
+  tr '\0' ' ' > "$KIT_ROOT/../zygote-request"
+  case $KIT_ZY_CODE in
+    422) printf '%s\n' "[x] [INFO] Booting" "app log line" "::error spoofed by the app" > "$out" ;;
+    503) echo 'the env file changed since the service started' > "$out" ;;
+  esac
+  printf '%s' "$KIT_ZY_CODE"
+  [ "$KIT_ZY_CODE" != 000 ]
 }
 sleep() { :; }
 date() {
@@ -331,6 +344,7 @@ def prepared_host(srv, make, tmp_path):
         st = settings or s
         text = release.prepare_script(st, release_id, req, ME, force=False)
         text = text.replace(q("/etc/systemd/system/flasksample.service"), q(str(unit)))
+        text = text.replace("PREFLIGHT_ZYGOTE=/run/flasksample/zygote.sock", 'PREFLIGHT_ZYGOTE="${ZYGOTE:-/run/flasksample/zygote.sock}"')
         return run_stubbed(root, VENV_STUB + text, stdin=archive_of(APP_FILES) if stdin is None else stdin, **env)
 
     return s, root, add, point, run_prepare
@@ -489,6 +503,48 @@ def test_a_failing_preflight_shows_the_apps_log_indented_and_undoes_everything(p
     assert "systemctl stop flasksample-preflight.service" in calls
     assert sorted(p.name for p in (root / "releases").iterdir()) == [R1]
     assert not (root / ".kit/lock").exists()
+
+
+@pytest.mark.parametrize("code,how", [
+    ("200", "warm (forked by the running service's zygote)"),
+    ("422", "warm (forked by the running service's zygote)"),
+    ("503", "cold (the env file changed since the service started)"),
+    ("000", "cold (the zygote gave no answer (HTTP 000))"),
+    (None, "cold (the service runs no zygote)"),
+])
+def test_the_preflight_is_warm_when_the_services_zygote_gives_a_verdict_else_cold(prepared_host, tmp_path, code, how):
+    import socket
+    s, root, add, point, run_prepare = prepared_host
+    add(R1)
+    point(R1)
+    sock = tmp_path / "zygote.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if code is not None:
+        listener.bind(str(sock))
+    result, calls = run_prepare(KIT_ZY_CODE=code or "000", ZYGOTE=sock)
+    listener.close()
+    assert f"preflight: {how}" in result.stdout.splitlines()
+    rel = root / "releases" / R2
+    asked = [c for c in calls if " --unix-socket " in c]
+    ran_cold = any(c.startswith("systemd-run ") for c in calls)
+    if code is None:
+        assert not asked and ran_cold
+        return
+    assert len(asked) == 1 and asked[0].startswith(f"curl -s -m 8 -H Expect: --unix-socket {sock} --data-binary @- -o ")
+    assert asked[0].endswith("/preflight.log -w %{http_code} http://zygote/preflight/1")
+    # the request: the time limit, then the preflight's command line after its python
+    assert (tmp_path / "zygote-request").read_text() == (
+        f"3 {rel}/.flasksample/preflight.py / 500 1 --chdir {rel} --config {rel}/.flasksample/gunicorn.conf.py "
+        "--no-control-socket --workers 1 serve:app ")
+    assert ran_cold == (code not in ("200", "422"))
+    if code == "422":
+        assert result.returncode == release.PREFLIGHT_EXIT
+        out = result.stdout.splitlines()
+        assert "  > app log line" in out and "  > ::error spoofed by the app" in out
+        assert "  > [x] [INFO] Booting" not in out
+        assert not (root / "releases" / R2).exists()
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_prepare_refuses_while_another_deploy_holds_the_lock_and_keeps_its_lock(prepared_host):
