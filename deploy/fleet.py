@@ -120,15 +120,25 @@ def first_call(task: str, calls: int) -> bool:
         return True
 
 
+# The run's connections by host as written: a later task of the same run (`fab setup deploy`)
+# takes the one an earlier task opened (its key checked then) instead of logging in again
+# (handshake + the server's login, ~0.1 s a host).
+_connections: dict[str, "Connection"] = {}
+
+
 def connection(c, ref: HostRef) -> Connection:
     """A Connection for `ref` with the run's config (ssh_config, -i, user:, timeouts), running
-    commands with the kit's runner (no polling)."""
+    commands with the kit's runner (no polling); the run's open one for `ref` if there is one."""
     from fabric import Connection
 
     from deploy.runner import EventRunner
 
+    known = _connections.get(ref.text)
+    if known is not None and known.is_connected:
+        return known
     conn = Connection(ref.text, config=c.config)
     conn.config.runners.remote = EventRunner
+    _connections[ref.text] = conn
     return conn
 
 

@@ -166,3 +166,14 @@ def test_a_task_checks_its_arguments_before_resolving_any_host(monkeypatch):
     with pytest.raises(Exit) as exc:
         logs.body(Context(), since="$(reboot)")
     assert "error: --since '$(reboot)' is not a time" in str(exc.value.message)
+
+
+def test_a_later_task_of_the_run_reuses_the_connection_an_earlier_one_opened(run, monkeypatch):
+    """`fab setup deploy`: deploy takes setup's open connection to each host (no second login);
+    one that is not open (never opened, or lost) is made anew."""
+    setup = run(["w1", "w2"], task="setup")
+    w1, w2 = (r.conn for r in setup.hosts)
+    monkeypatch.setattr(type(w1), "is_connected", property(lambda conn: conn is w1))
+    deploy = run(["w1", "w2"], task="deploy")
+    assert deploy.hosts[0].conn is w1
+    assert deploy.hosts[1].conn is not w2 and deploy.hosts[1].conn.host == "10.0.0.2"
