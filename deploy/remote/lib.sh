@@ -369,13 +369,13 @@ retire_children() {
 # Tests for DONE, given a child's pid. exited: gone, or a zombie its parent has not reaped yet.
 exited() { ! proc_stat "$1" || [ "${proc_fields[0]}" = Z ]; }
 # gunicorn_retired: exited, or named so by the kit's worker_exit hook (deploy/kit/handover.py
-# RETIRED): it answered its last request and only Python's own teardown is left. A child named
-# kit-zygote (the kit's preflight zygote) is no worker: a reload leaves it alone.
+# RETIRED): it answered its last request and only Python's own teardown is left. (The kit's
+# preflight zygote is no child of the master: deploy/kit/zygote.py forks twice.)
 gunicorn_retired() {
   local comm=''
   if exited "$1"; then return 0; fi
   read -r comm 2> /dev/null < "/proc/$1/comm" || return 0
-  [ "$comm" = kit-retired ] || [ "$comm" = kit-zygote ]
+  [ "$comm" = kit-retired ]
 }
 # nginx_closing: exited, or the title nginx gives a worker that closed its listening sockets
 # (it finishes the requests it has, but takes no new ones).

@@ -12,13 +12,10 @@ from deploy.shell import remote_file, script
 
 # A master that forks its children and never reaps them (a zombie stays one until the test
 # ends). Each child, on TERM: "exit" ends, "retire" names itself as the kit's worker_exit hook
-# does and stays, "ignore" (and "zygote", named as the kit's preflight zygote) stays as it is.
+# does and stays, "ignore" stays as it is.
 MASTER = """
 import os, signal, sys, time
 def child(how):
-    if how == "zygote":
-        with open("/proc/self/comm", "w") as f:
-            f.write("kit-zygote")
     def on_term(*_):
         if how == "exit":
             os._exit(0)
@@ -70,8 +67,8 @@ def test_it_returns_once_the_old_children_exited_a_zombie_counts(master):
     assert [state(k) for k in kids] == ["Z", "Z"]  # its parent never reaped them
 
 
-def test_a_gunicorn_worker_named_retired_is_done_before_it_exits_and_a_zygote_is_none(master):
-    parent, kids = master("retire", "retire", "zygote")
+def test_a_gunicorn_worker_named_retired_is_done_before_it_exits(master):
+    parent, kids = master("retire", "retire")
     out = retire(parent, 20, "gunicorn_retired", f"kill {' '.join(map(str, kids))}")
     assert out.stdout.split() == ["rc=0"], out.stderr
     assert {state(k) for k in kids} <= {"S", "R"}  # still running, but past its last answer
