@@ -177,3 +177,34 @@ def test_worker_exit_names_the_worker_retired(tmp_path):
             "print(open('/proc/self/comm').read().strip(), h['RETIRED'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["kit-retired", "kit-retired"]
+
+
+LEAVE = """
+import atexit, os, runpy, sys, threading, types
+h = runpy.run_path({handover!r})
+worker = types.SimpleNamespace(pid=os.getpid(), booted=True)
+atexit.register(print, "atexit ran", flush=True)
+class Teardown:
+    def __del__(self):
+        print("teardown ran", flush=True)
+kept = Teardown()
+if {thread!r}:
+    threading.Thread(target=lambda: __import__("time").sleep(0.3)).start()
+try:
+    sys.exit({code!r})
+finally:
+    h["chained"]("worker_exit", lambda server, w: print("app hook ran", flush=True))(None, worker)
+"""
+
+
+@pytest.mark.parametrize("code,thread,quick", [(0, False, True), (3, False, False), (0, True, False)])
+def test_a_worker_that_ended_normally_leaves_without_pythons_teardown(code, thread, quick):
+    """After the app's worker_exit and the atexit functions, a worker that ended normally exits
+    at once (no teardown: no copy of the pages it shares with the master); a worker with another
+    exit status, or a thread Python would wait for, exits as gunicorn and Python decide."""
+    src = LEAVE.format(handover=str(KIT / "handover.py"), code=code, thread=thread)
+    out = subprocess.run([sys.executable, "-c", src], capture_output=True, text=True, timeout=30)
+    assert out.returncode == code
+    lines = out.stdout.splitlines()
+    assert lines[:2] == ["app hook ran", "atexit ran"]
+    assert ("teardown ran" in lines) is not quick
