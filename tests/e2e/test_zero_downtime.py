@@ -76,6 +76,8 @@ def test_events_that_need_a_new_master_drop_nothing(manager, sandbox_host, kit, 
     host, root = sandbox_host, ssh(sandbox_host, "root")
     app_copy.settings(process_manager=manager, health_timeout=30)
     kit(host, "setup", "deploy", config=app_copy.config)
+    # a code-only deploy first: hand-overs after a reload (HUP) once kept the old master
+    kit(host, "deploy", config=app_copy.config)
     venv = f"readlink -f /srv/{APP}/current/.venv"
     first_venv, masters, events = root.run(venv, hide=True).stdout.strip(), [master_pid(root, manager)], {}
     with load_on(host, keep_body=True) as load:
