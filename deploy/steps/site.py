@@ -52,14 +52,16 @@ def swap_lines(s, content: str) -> list[str]:
     ]
 
 
-# nginx reloaded (or started), returning once the new configuration serves: at most 5 s
-# (deploy/remote/nginx_reload.sh).
-RELOAD = subprogram("nginx_reload", {"WAIT": 5, "NGINX_PID": layout.NGINX_PID})
+def reload_line() -> str:
+    """nginx reloaded (or started), returning once the new configuration serves: at most 5 s
+    (deploy/remote/nginx_reload.sh). Built when a plan changes the site, not at import: it
+    reads lib.sh and the program from disk."""
+    return subprogram("nginx_reload", {"WAIT": 5, "NGINX_PID": layout.NGINX_PID})
 
 
 def apply_lines(s, content: str) -> list[str]:
     """swap_lines, then nginx reloads the new site."""
-    return swap_lines(s, content) + [RELOAD]
+    return swap_lines(s, content) + [reload_line()]
 
 
 class NginxSite:

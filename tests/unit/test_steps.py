@@ -301,13 +301,14 @@ def test_changed_supervisor_conf_rereads_and_updates(make):
 
 
 def test_edited_nginx_site_is_rewritten_behind_nginx_t(s):
-    from deploy.steps.site import RELOAD, apply_lines, swap_lines
+    from deploy.steps.site import apply_lines, reload_line, swap_lines
     f = converged(s)
     f[f"sha:{SITE}"] = "0" * 64
     ch = by_step(plan(s, f))["nginx-site"]
     content = templates.render("nginx/site.conf.j2", s)
-    assert ch.lines == apply_lines(s, content) == swap_lines(s, content) + [RELOAD]
-    assert RELOAD.startswith("(\n") and RELOAD.endswith(
+    reload = reload_line()
+    assert ch.lines == apply_lines(s, content) == swap_lines(s, content) + [reload]
+    assert reload.startswith("(\n") and reload.endswith(
         '\nnginx_reload "$NGINX_PID" "$WAIT" nginx_closing || [ $? = 124 ]\n\n)')
 
 
@@ -315,11 +316,11 @@ def test_the_site_reload_returns_once_the_old_workers_stopped_accepting(tmp_path
     """The reload program inside setup's script: nginx reloads (a stand-in systemctl), a master
     without workers leaves nothing to wait for, and the run's scratch dir outlives it."""
     from deploy.shell import script
-    from deploy.steps.site import RELOAD
+    from deploy.steps.site import reload_line
     (tmp_path / "systemctl").write_text('#!/bin/sh\necho "systemctl $*"\n')
     (tmp_path / "systemctl").chmod(0o755)
     (tmp_path / "nginx.pid").write_text("999999\n")
-    text = script(RELOAD.replace("/run/nginx.pid", str(tmp_path / "nginx.pid")),
+    text = script(reload_line().replace("/run/nginx.pid", str(tmp_path / "nginx.pid")),
                   'test -d "$KIT_TMP" && echo done').replace("/run/flasksample-kit", str(tmp_path / "kit"))
     result = run_bash(f"PATH={tmp_path}:$PATH\n" + text)
     assert result.returncode == 0, result.stderr
