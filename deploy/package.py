@@ -58,9 +58,6 @@ def secrets_note(left_out: list[str]) -> str:
     return f"left out as likely secrets (set them with fab env.set): {shown}"
 
 
-requirements_hash = requirements.requirements_hash
-
-
 def release_id(rev: str, now: float | None = None) -> str:
     now = time.time() if now is None else now
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
@@ -172,4 +169,4 @@ def build(s: Settings, now: float | None = None) -> Package:
                                  **{p.name: p.read_bytes() for p in KIT_PROGRAMS}})
     note = "; ".join(n for n in (note, "" if source == "requirements.txt" else
                                  f"requirements exported from {source}") if n)
-    return Package(release_id(rev, now), rev, data, requirements_hash(pinned.encode(), s.python), note)
+    return Package(release_id(rev, now), rev, data, requirements.requirements_hash(pinned.encode(), s.python), note)

@@ -9,7 +9,7 @@ import tarfile
 
 import pytest
 
-from deploy import package
+from deploy import package, requirements
 from deploy.errors import KitError
 from deploy.settings import Settings
 
@@ -82,11 +82,11 @@ def test_release_ids_sort_in_time_order():
 
 
 def test_requirements_hash_follows_requirements_and_python():
-    h = package.requirements_hash(b"gunicorn==27.0.1\n", "python3")
+    h = requirements.requirements_hash(b"gunicorn==27.0.1\n", "python3")
     assert re.fullmatch(r"[0-9a-f]{12}", h)
-    assert h == package.requirements_hash(b"gunicorn==27.0.1\n", "python3")
-    assert h != package.requirements_hash(b"gunicorn==27.0.2\n", "python3")
-    assert h != package.requirements_hash(b"gunicorn==27.0.1\n", "python3.12")
+    assert h == requirements.requirements_hash(b"gunicorn==27.0.1\n", "python3")
+    assert h != requirements.requirements_hash(b"gunicorn==27.0.2\n", "python3")
+    assert h != requirements.requirements_hash(b"gunicorn==27.0.1\n", "python3.12")
 
 
 def test_pack_dir_excludes_junk_and_hashes_content(tmp_path):
@@ -184,7 +184,7 @@ def test_build_names_the_release_after_the_commit(tmp_path, git_env):
     pkg = package.build(s, now=now)
     head = git(repo, "rev-parse", "--short=7", "HEAD")
     assert pkg.release == f"20261126-231500.500-{head}" and pkg.rev == head
-    assert pkg.req_hash == package.requirements_hash((repo / "requirements.txt").read_bytes(), "python3")
+    assert pkg.req_hash == requirements.requirements_hash((repo / "requirements.txt").read_bytes(), "python3")
     assert names(pkg.data) == APP_FILES | {".flasksample/requirements.txt", ".flasksample/gunicorn.conf.py",
                                       ".flasksample/handover.py", ".flasksample/keeper.py", ".flasksample/preflight.py",
                                       ".flasksample/zygote.py"}
